@@ -1,0 +1,167 @@
+"""Every setting volcache has, read from the environment once into one frozen object.
+
+This is the only module that reads `os.environ`. Precedence: an explicit argument
+(`Settings.from_env(env=...)` or `dataclasses.replace`) over the process environment
+over the defaults below, which follow the seed's layout on `/runpod-volume`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+from ._errors import ConfigError
+
+LoadStrategy = Literal["auto", "mmap", "read", "prefetch"]
+
+DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+_SIZE_UNITS = {
+    "": 1, "b": 1,
+    "k": 1000, "kb": 1000, "kib": 1024,
+    "m": 1000**2, "mb": 1000**2, "mib": 1024**2,
+    "g": 1000**3, "gb": 1000**3, "gib": 1024**3,
+    "t": 1000**4, "tb": 1000**4, "tib": 1024**4,
+}  # fmt: skip
+
+
+def parse_size(text: str, *, name: str = "size") -> int:
+    """Parse `123`, `500MB`, `1.5GiB` into bytes."""
+    match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*", text)
+    unit = match.group(2).lower() if match else ""
+    if not match or unit not in _SIZE_UNITS:
+        raise ConfigError(f"{name}={text!r} is not a size; use bytes or a unit, e.g. 500MB or 2GiB.")
+    return int(float(match.group(1)) * _SIZE_UNITS[unit])
+
+
+def parse_duration(text: str, *, name: str = "duration") -> float:
+    """Parse `90`, `90s`, `15m`, `2h`, `7d` into seconds."""
+    match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([smhd]?)\s*", text.lower())
+    if not match:
+        raise ConfigError(f"{name}={text!r} is not a duration; use seconds or a unit, e.g. 90s, 15m, 2h, 7d.")
+    scale = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+    return float(match.group(1)) * scale
+
+
+def format_bytes(n: int | float) -> str:
+    """Human-readable bytes, decimal units as `df -H` and the Hub show them."""
+    value = float(n)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(value) < 1000 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    raise AssertionError("unreachable")
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """volcache's configuration. Build it with `Settings.from_env()`."""
+
+    volume: Path = Path("/runpod-volume")
+    home: Path = Path("/runpod-volume/models")
+    runpod_cache: Path = Path("/runpod-volume/huggingface-cache/hub")
+    ephemeral: Path = Path("/tmp/volcache")
+    model: str = DEFAULT_MODEL
+    revision: str = "main"
+    task: str | None = None
+    stale_caches: tuple[Path, ...] = ()
+    lease_timeout: float = 120.0
+    lease_max_wait: float = 3600.0
+    free_margin: int = 1024**3
+    include: tuple[str, ...] = ()
+    offline: bool = False
+    load: LoadStrategy = "auto"
+    concurrency: int = 1
+    max_batch: int = 64
+    max_input_chars: int = 32_768
+    max_new_tokens: int = 512
+    log_level: str = "INFO"
+
+    @property
+    def hub_cache(self) -> Path:
+        return self.home / "hub"
+
+    @property
+    def torch_home(self) -> Path:
+        return self.home / "torch"
+
+    @property
+    def modules_cache(self) -> Path:
+        return self.home / "modules"
+
+    @property
+    def records_dir(self) -> Path:
+        """volcache's own records, beside the Hub layout, never inside a repo folder."""
+        return self.hub_cache / ".volcache"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read the settings from `env` (default: the process environment)."""
+        env = os.environ if env is None else env
+        problems: list[str] = []
+
+        def get(name: str, default: str) -> str:
+            value = env.get(name, "").strip()
+            return value or default
+
+        def number(name: str, default: float, parse: type[int] | type[float] = float) -> float:
+            raw = get(name, str(default))
+            try:
+                value = parse(raw)
+            except ValueError:
+                problems.append(f"{name}={raw!r} is not a number (e.g. {name}={default}).")
+                return default
+            if value <= 0:
+                problems.append(f"{name}={raw!r} must be greater than 0.")
+                return default
+            return value
+
+        def guarded(fn, default):  # type: ignore[no-untyped-def]
+            try:
+                return fn()
+            except ConfigError as exc:
+                problems.append(str(exc))
+                return default
+
+        home_dir = Path(env.get("HOME") or "/root")
+        volume = Path(get("VOLCACHE_VOLUME", "/runpod-volume")).expanduser()
+        home = Path(get("VOLCACHE_HOME", str(volume / "models"))).expanduser()
+        stale_default = os.pathsep.join(
+            ["/tmp/models", str(home_dir / ".cache/huggingface"), str(home_dir / ".cache/torch")]
+        )
+        stale_raw = env.get("VOLCACHE_STALE_CACHES", stale_default)
+        stale = tuple(Path(p).expanduser() for p in re.split(r"[,:]", stale_raw) if p.strip())
+        load = get("VOLCACHE_LOAD", "auto").lower()
+        if load not in ("auto", "mmap", "read", "prefetch"):
+            problems.append(f"VOLCACHE_LOAD={load!r} is not one of auto, mmap, read, prefetch.")
+            load = "auto"
+        include = tuple(p.strip() for p in get("VOLCACHE_INCLUDE", "").split(",") if p.strip())
+        task = get("MODEL_TASK", "") or None
+        settings = cls(
+            volume=volume,
+            home=home,
+            runpod_cache=Path(get("VOLCACHE_RUNPOD_CACHE", str(volume / "huggingface-cache/hub"))),
+            ephemeral=Path(get("VOLCACHE_EPHEMERAL", "/tmp/volcache")),
+            model=get("MODEL_NAME", DEFAULT_MODEL),
+            revision=get("MODEL_REVISION", "main"),
+            task=task,
+            stale_caches=stale,
+            lease_timeout=number("VOLCACHE_LEASE_TIMEOUT", 120.0),
+            lease_max_wait=number("VOLCACHE_LEASE_MAX_WAIT", 3600.0),
+            free_margin=guarded(lambda: parse_size(get("VOLCACHE_FREE_MARGIN", "1GiB"),
+                                                   name="VOLCACHE_FREE_MARGIN"), 1024**3),
+            include=include,
+            offline=get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on"),
+            load=load,  # type: ignore[arg-type]
+            concurrency=int(number("VOLCACHE_CONCURRENCY", 1, int)),
+            max_batch=int(number("VOLCACHE_MAX_BATCH", 64, int)),
+            max_input_chars=int(number("VOLCACHE_MAX_INPUT_CHARS", 32_768, int)),
+            max_new_tokens=int(number("VOLCACHE_MAX_NEW_TOKENS", 512, int)),
+            log_level=get("VOLCACHE_LOG_LEVEL", "INFO").upper(),
+        )
+        if problems:
+            raise ConfigError("Invalid configuration: " + " ".join(problems))
+        return settings
