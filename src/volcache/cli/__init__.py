@@ -36,7 +36,10 @@ class _LazyGroup(click.Group):
     @staticmethod
     def _available(name: str) -> bool:
         module = _COMMANDS[name].split(":")[0]
-        return importlib.util.find_spec(module) is not None
+        try:
+            return importlib.util.find_spec(module) is not None
+        except ModuleNotFoundError:  # the parent package is not there either
+            return False
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         target = _COMMANDS.get(cmd_name)
