@@ -63,6 +63,7 @@ class Settings:
     volume: Path = Path("/runpod-volume")
     home: Path = Path("/runpod-volume/models")
     runpod_cache: Path = Path("/runpod-volume/huggingface-cache/hub")
+    extra_caches: tuple[Path, ...] = ()
     ephemeral: Path = Path("/tmp/volcache")
     model: str = DEFAULT_MODEL
     revision: str = "main"
@@ -79,6 +80,18 @@ class Settings:
     max_input_chars: int = 32_768
     max_new_tokens: int = 512
     log_level: str = "INFO"
+    endpoint: str | None = None
+    hf_token: str | None = dataclasses.field(default=None, repr=False)
+    debug: bool = False
+
+    @property
+    def readonly_caches(self) -> tuple[Path, ...]:
+        """Caches used in place and never written: RunPod's cached models, baked images."""
+        return (self.runpod_cache, *self.extra_caches)
+
+    def redact(self, text: str) -> str:
+        """`text` with the Hugging Face token removed, for logs and error messages."""
+        return text.replace(self.hf_token, "hf_***") if self.hf_token else text
 
     @property
     def hub_cache(self) -> Path:
@@ -119,12 +132,12 @@ class Settings:
                 return default
             return value
 
-        def guarded(fn, default):  # type: ignore[no-untyped-def]
+        def size(name: str, default: str) -> int:
             try:
-                return fn()
+                return parse_size(get(name, default), name=name)
             except ConfigError as exc:
                 problems.append(str(exc))
-                return default
+                return 0
 
         home_dir = Path(env.get("HOME") or "/root")
         volume = Path(get("VOLCACHE_VOLUME", "/runpod-volume")).expanduser()
@@ -151,8 +164,7 @@ class Settings:
             stale_caches=stale,
             lease_timeout=number("VOLCACHE_LEASE_TIMEOUT", 120.0),
             lease_max_wait=number("VOLCACHE_LEASE_MAX_WAIT", 3600.0),
-            free_margin=guarded(lambda: parse_size(get("VOLCACHE_FREE_MARGIN", "1GiB"),
-                                                   name="VOLCACHE_FREE_MARGIN"), 1024**3),
+            free_margin=size("VOLCACHE_FREE_MARGIN", "1GiB"),
             include=include,
             offline=get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on"),
             load=load,  # type: ignore[arg-type]
@@ -161,6 +173,10 @@ class Settings:
             max_input_chars=int(number("VOLCACHE_MAX_INPUT_CHARS", 32_768, int)),
             max_new_tokens=int(number("VOLCACHE_MAX_NEW_TOKENS", 512, int)),
             log_level=get("VOLCACHE_LOG_LEVEL", "INFO").upper(),
+            extra_caches=tuple(Path(p) for p in get("VOLCACHE_EXTRA_CACHES", "").split(",") if p.strip()),
+            endpoint=get("HF_ENDPOINT", "") or None,
+            hf_token=get("HF_TOKEN", "") or get("HUGGING_FACE_HUB_TOKEN", "") or None,
+            debug=get("VOLCACHE_DEBUG", "0").lower() in ("1", "true", "yes", "on"),
         )
         if problems:
             raise ConfigError("Invalid configuration: " + " ".join(problems))

@@ -67,14 +67,17 @@ def cli() -> None:
 
 def main(argv: list[str] | None = None) -> Any:
     """Entry point: run the CLI, turning volcache's errors into one line and exit 1."""
-    import os
-
-    from .._errors import VolcacheError
+    from .._errors import ConfigError, VolcacheError
+    from .._settings import Settings
 
     try:
         return cli.main(args=argv, prog_name="volcache", standalone_mode=True)
     except VolcacheError as exc:
-        if os.environ.get("VOLCACHE_DEBUG"):
+        try:
+            debug = Settings.from_env().debug
+        except ConfigError:
+            debug = False
+        if debug:
             raise
         click.echo(f"volcache: error: {exc}", err=True)
         sys.exit(1)

@@ -1,0 +1,539 @@
+"""`ModelStore.ensure`: a local snapshot path for a model, downloaded at most once per volume.
+
+Resolution order (ARCHITECTURE.md, "Startup of a worker"):
+1. a local folder given as the model (used in place);
+2. RunPod's cached models and other read-only caches (used in place, never written);
+3. volcache's own completion record on the volume (offline: zero network requests);
+4. otherwise, under the volume lease: list the repo, preflight the free space, download
+   the needed files through `huggingface_hub` into `HF_HUB_CACHE`, verify sizes and
+   sha256, write the completion record, release the lease.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import dataclasses
+import errno
+import hashlib
+import logging
+import os
+import re
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from ._errors import (
+    InsufficientSpace,
+    IntegrityError,
+    ModelNotFound,
+    OfflineMiss,
+    StoreError,
+    SymlinksUnsupported,
+    UnsafeRepoPath,
+)
+from ._files import RemoteFile, check_commit, check_listing, check_repo_id, select_needed
+from ._lease import Lease
+from ._record import (
+    CompletionRecord,
+    read_record,
+    record_path,
+    repo_folder,
+    snapshot_mismatches,
+    write_record,
+)
+from ._settings import Settings, format_bytes
+
+log = logging.getLogger("volcache.store")
+
+Source = Literal["local", "readonly-cache", "volume", "download"]
+_SHA_RE = re.compile(r"^[0-9a-f]{40}$")
+_REVISION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
+DOWNLOAD_ATTEMPTS = 3
+DOWNLOAD_WORKERS = 4
+_HASH_CHUNK = 8 * 1024 * 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class Resolution:
+    """Where a model was found and how."""
+
+    model: str
+    revision: str
+    path: Path
+    source: Source
+    commit: str | None = None
+    bytes: int = 0
+    downloaded_bytes: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Preflight:
+    """The space check before a download (I4)."""
+
+    missing_bytes: int
+    margin: int
+    free_bytes: int
+
+    @property
+    def ok(self) -> bool:
+        return self.missing_bytes + self.margin <= self.free_bytes
+
+
+class ModelStore:
+    """The one-copy model store on the volume."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or Settings.from_env()
+
+    # -- public ----------------------------------------------------------------------------
+    def ensure(self, model: str | None = None, revision: str | None = None) -> Path:
+        """The snapshot folder of `model` at `revision`, downloading it once if needed."""
+        return self.resolve(model, revision).path
+
+    def resolve(
+        self,
+        model: str | None = None,
+        revision: str | None = None,
+        on_wait: Callable[[Any, float], None] | None = None,
+    ) -> Resolution:
+        model = model or self.settings.model
+        revision = revision or self.settings.revision
+        local = self.find_local(model, revision)
+        if local is not None:
+            return local
+        check_repo_id(model)
+        if self.settings.offline:
+            raise OfflineMiss(
+                f"{model}@{revision} is not complete on the volume ({self.settings.hub_cache}) and "
+                "HF_HUB_OFFLINE=1 forbids downloading it. Fix: run `volcache fetch "
+                f"{model}` once with network access, or unset HF_HUB_OFFLINE."
+            )
+        return self._download(model, revision, on_wait)
+
+    def find_local(self, model: str, revision: str) -> Resolution | None:
+        """A complete local snapshot, found without any network request, or None."""
+        folder = Path(model)
+        if folder.is_absolute() or model.startswith("."):
+            if folder.is_dir():
+                return Resolution(model, revision, folder, "local")
+            raise ModelNotFound(f"{model} looks like a local path but is not a folder.")
+        check_repo_id(model)
+        _check_revision(revision)
+        for cache in self.settings.readonly_caches:
+            snap = _find_readonly_snapshot(cache, model, revision)
+            if snap is not None:
+                return Resolution(model, revision, snap, "readonly-cache", snap.name)
+        record = self.complete_record(model, revision)
+        if record is None:
+            return None
+        snapshot = self.snapshot_dir(model, record.commit)
+        return Resolution(model, revision, snapshot, "volume", record.commit, record.total_bytes)
+
+    def complete_record(self, model: str, revision: str) -> CompletionRecord | None:
+        """The newest completion record for `model@revision` whose files all match the disk."""
+        for record in self._candidate_records(model, revision):
+            problems = snapshot_mismatches(self.snapshot_dir(model, record.commit), record)
+            if not problems:
+                return record
+            log.warning(
+                "volcache: %s@%s has a record but the snapshot differs (%s); not used",
+                model,
+                record.commit[:8],
+                "; ".join(problems[:3]),
+            )
+        return None
+
+    def snapshot_dir(self, model: str, commit: str) -> Path:
+        return self.repo_dir(model) / "snapshots" / commit
+
+    def repo_dir(self, model: str) -> Path:
+        return self.settings.hub_cache / repo_folder(model)
+
+    def lease_path(self, model: str) -> Path:
+        return self.settings.records_dir / "locks" / f"{repo_folder(model)}.lease"
+
+    def mark_used(self, resolution: Resolution) -> None:
+        """Record that a worker loaded this snapshot now (for `volcache prune`'s LRU order)."""
+        if resolution.source != "volume" or resolution.commit is None:
+            return
+        marker = self.settings.records_dir / "used" / repo_folder(resolution.model) / resolution.commit
+        with contextlib.suppress(OSError):
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.touch()
+
+    # -- local lookups ---------------------------------------------------------------------
+    def _candidate_records(self, model: str, revision: str) -> Iterator[CompletionRecord]:
+        commit = revision if _SHA_RE.match(revision) else _read_ref(self.repo_dir(model), revision)
+        if commit is not None:
+            record = read_record(record_path(self.settings.records_dir, model, commit))
+            if record is not None:
+                yield record
+        # refs/<revision> may have moved on (an interrupted newer download); an older
+        # complete snapshot of the same revision name still serves, offline.
+        folder = self.settings.records_dir / "records" / repo_folder(model)
+        others = [read_record(p) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
+        for record in sorted((r for r in others if r is not None), key=lambda r: -r.completed_at):
+            if record.revision == revision and record.commit != commit:
+                yield record
+
+    # -- download --------------------------------------------------------------------------
+    def _download(self, model: str, revision: str, on_wait: Callable[[Any, float], None] | None) -> Resolution:
+        s = self.settings
+        created = _make_dirs(s.hub_cache, s.records_dir / "locks")
+        lease = Lease(
+            self.lease_path(model),
+            timeout=s.lease_timeout,
+            max_wait=s.lease_max_wait,
+            purpose=f"download {model}@{revision}",
+            on_wait=on_wait,
+        )
+        try:
+            with lease:
+                local = self.find_local(model, revision)  # another worker finished meanwhile
+                if local is not None:
+                    return local
+                return self._download_locked(model, revision, lease)
+        except BaseException:
+            _remove_empty_dirs(created)
+            raise
+
+    def _download_locked(self, model: str, revision: str, lease: Lease) -> Resolution:
+        s = self.settings
+        commit, listing = self._list_remote(model, revision)
+        needed = select_needed(listing, s.include)
+        repo = self.repo_dir(model)
+        record = read_record(record_path(s.records_dir, model, commit))
+        if record is None or snapshot_mismatches(self.snapshot_dir(model, commit), record):
+            probe_symlinks(s.hub_cache)
+            _remove_incomplete(repo)
+            preflight = self.preflight(model, needed)
+            if not preflight.ok:
+                raise _space_error(model, commit, preflight, s)
+            downloaded = self._fetch_files(model, commit, needed, lease)
+            if lease.lost.is_set():
+                raise StoreError(f"lost the download lease of {model} to another worker; retry.")
+            record = CompletionRecord.new(model, commit, revision, needed)
+            write_record(record_path(s.records_dir, model, commit), record)
+        else:
+            downloaded = 0
+        if not _SHA_RE.match(revision):
+            _write_ref(repo, revision, commit)
+        log.info(
+            "volcache: %s@%s complete on the volume (%s, %d files)",
+            model,
+            commit[:8],
+            format_bytes(record.total_bytes),
+            len(record.files),
+        )
+        return Resolution(
+            model,
+            revision,
+            self.snapshot_dir(model, commit),
+            "download",
+            commit,
+            record.total_bytes,
+            downloaded,
+        )
+
+    def _list_remote(self, model: str, revision: str) -> tuple[str, list[RemoteFile]]:
+        from huggingface_hub import HfApi
+        from huggingface_hub.hf_api import RepoFile
+
+        api = HfApi(endpoint=self.settings.endpoint, token=self.settings.hf_token)
+        info = self._call_hub(lambda: api.model_info(model, revision=revision), model, revision)
+        commit = check_commit(str(info.sha))
+        entries = self._call_hub(
+            lambda: list(api.list_repo_tree(model, revision=commit, recursive=True)), model, revision
+        )
+        files = [
+            RemoteFile(
+                e.path,
+                int(e.size),
+                e.lfs.sha256 if e.lfs else None,
+                e.lfs.sha256 if e.lfs else str(e.blob_id),
+            )
+            for e in entries
+            if isinstance(e, RepoFile)
+        ]
+        return commit, check_listing(files)
+
+    def preflight(self, model: str, needed: Sequence[RemoteFile]) -> Preflight:
+        """Bytes still missing on the volume for `needed`, the margin, and the free space."""
+        blobs = self.repo_dir(model) / "blobs"
+        missing = sum(f.size for f in needed if not _blob_complete(blobs / f.oid, f.size))
+        st = os.statvfs(self.settings.hub_cache)
+        return Preflight(missing, self.settings.free_margin, st.f_bavail * st.f_frsize)
+
+    def _fetch_files(self, model: str, commit: str, needed: Sequence[RemoteFile], lease: Lease) -> int:
+        blobs = self.repo_dir(model) / "blobs"
+        todo = [f for f in needed if not _blob_complete(blobs / f.oid, f.size)]
+        present = [f for f in needed if f not in todo]
+        total = sum(f.size for f in todo)
+        log.info(
+            "volcache: downloading %s@%s: %d of %d files, %s",
+            model,
+            commit[:8],
+            len(todo),
+            len(needed),
+            format_bytes(total),
+        )
+        done = 0
+        with concurrent.futures.ThreadPoolExecutor(DOWNLOAD_WORKERS) as pool:
+            futures = {pool.submit(self._fetch_one, model, commit, f): f for f in todo}
+            futures.update({pool.submit(self._link_present, model, commit, f): f for f in present})
+            try:
+                for fut in concurrent.futures.as_completed(futures):
+                    fut.result()
+                    f = futures[fut]
+                    if f in todo:
+                        done += f.size
+                        log.info(
+                            "volcache: downloaded %s (%s; %s of %s)",
+                            f.path,
+                            format_bytes(f.size),
+                            format_bytes(done),
+                            format_bytes(total),
+                        )
+            except BaseException:
+                for other in futures:
+                    other.cancel()
+                pool.shutdown(wait=True)
+                _remove_incomplete(self.repo_dir(model))
+                raise
+        return done
+
+    def _link_present(self, model: str, commit: str, f: RemoteFile) -> None:
+        """A blob already on the volume (shared with another revision) still needs its snapshot link."""
+        link = self.snapshot_dir(model, commit) / f.path
+        if not link.exists():
+            self._fetch_one(model, commit, f)
+
+    def _fetch_one(self, model: str, commit: str, f: RemoteFile) -> None:
+        from huggingface_hub import hf_hub_download
+
+        s = self.settings
+        for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
+            try:
+                path = hf_hub_download(
+                    model,
+                    f.path,
+                    revision=commit,
+                    cache_dir=s.hub_cache,
+                    endpoint=s.endpoint,
+                    token=s.hf_token,
+                )
+                self._verify_file(model, commit, f, Path(path))
+                return
+            except OSError as exc:
+                if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                    raise InsufficientSpace(
+                        f"the volume filled up while downloading {model} ({f.path}): "
+                        f"{s.hub_cache} has {format_bytes(_free_bytes(s.hub_cache))} free. Partial files "
+                        "were removed. Fix: free space with `volcache prune`, or grow the volume."
+                    ) from None
+                error: Exception = exc
+            except IntegrityError as exc:
+                error = exc
+            except Exception as exc:
+                error = _hub_error(exc, model, commit, s)
+                if isinstance(error, ModelNotFound | UnsafeRepoPath):
+                    raise error from None
+            if attempt == DOWNLOAD_ATTEMPTS:
+                if isinstance(error, IntegrityError):
+                    raise error
+                raise StoreError(
+                    f"could not download {f.path} of {model} from {s.endpoint or 'the Hub'} after "
+                    f"{attempt} attempts: {s.redact(str(error))}. Fix: check the network and retry; "
+                    "files already downloaded are kept."
+                ) from None
+            log.warning(
+                "volcache: %s of %s failed (attempt %d/%d): %s; retrying",
+                f.path,
+                model,
+                attempt,
+                DOWNLOAD_ATTEMPTS,
+                s.redact(str(error))[:300],
+            )
+            time.sleep(min(8.0, 0.5 * 2**attempt))
+
+    def _verify_file(self, model: str, commit: str, f: RemoteFile, path: Path) -> None:
+        """Size of every file, sha256 of LFS files, and the file must live inside the repo folder."""
+        repo = self.repo_dir(model).resolve()
+        target = path.resolve()
+        if repo not in target.parents:
+            raise UnsafeRepoPath(f"{f.path} of {model} resolved to {target}, outside {repo}; refusing.")
+        size = target.stat().st_size
+        problem = None
+        if size != f.size:
+            problem = f"{size} bytes on disk, the Hub listed {f.size}"
+        elif f.sha256 is not None:
+            digest = sha256_file(target)
+            if digest != f.sha256:
+                problem = f"sha256 {digest[:12]}… does not match the Hub's {f.sha256[:12]}…"
+        if problem is None:
+            return
+        with contextlib.suppress(FileNotFoundError):
+            target.unlink()
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        raise IntegrityError(f"{f.path} of {model}@{commit[:8]}: {problem}; the file was removed.")
+
+    def _call_hub(self, call: Callable[[], Any], model: str, revision: str) -> Any:
+        s = self.settings
+        for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
+            try:
+                return call()
+            except Exception as exc:
+                error = _hub_error(exc, model, revision, s)
+                if isinstance(error, ModelNotFound) or attempt == DOWNLOAD_ATTEMPTS:
+                    raise error from None
+                log.warning(
+                    "volcache: the Hub did not answer for %s (attempt %d/%d): %s; retrying",
+                    model,
+                    attempt,
+                    DOWNLOAD_ATTEMPTS,
+                    s.redact(str(exc))[:300],
+                )
+                time.sleep(min(8.0, 0.5 * 2**attempt))
+        raise AssertionError("unreachable")
+
+
+# -- helpers -------------------------------------------------------------------------------
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_HASH_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def probe_symlinks(folder: Path) -> None:
+    """Refuse a cache folder without symlinks: huggingface_hub would then keep a second copy."""
+    probe = folder / f".volcache-symlink-probe-{os.getpid()}"
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            probe.unlink()
+        os.symlink("blobs/target", probe)
+    except OSError as exc:
+        raise SymlinksUnsupported(
+            f"the cache folder {folder} cannot hold symlinks ({exc.strerror}). Without them "
+            "huggingface_hub stores a second copy of every file, breaking the one-copy contract. "
+            "Fix: use a volume whose filesystem supports symlinks (RunPod network volumes do), or "
+            "point VOLCACHE_VOLUME at one."
+        ) from None
+    probe.unlink()
+
+
+def _hub_error(exc: Exception, model: str, revision: str, s: Settings) -> Exception:
+    from huggingface_hub import errors
+
+    if isinstance(exc, errors.GatedRepoError):
+        return ModelNotFound(f"{model} is gated: accept its terms on the Hub and set HF_TOKEN.")
+    if isinstance(exc, errors.RevisionNotFoundError):
+        return ModelNotFound(f"{model} has no revision {revision!r}; check MODEL_REVISION.")
+    if isinstance(exc, errors.RepositoryNotFoundError):
+        return ModelNotFound(
+            f"{model} was not found on {s.endpoint or 'the Hub'}; check MODEL_NAME (and HF_TOKEN for a private model)."
+        )
+    if isinstance(exc, errors.EntryNotFoundError):
+        return StoreError(f"{model}@{revision}: a listed file is missing on the Hub: {s.redact(str(exc))}")
+    return exc
+
+
+def _space_error(model: str, commit: str, p: Preflight, s: Settings) -> InsufficientSpace:
+    return InsufficientSpace(
+        f"not enough space on the volume for {model}@{commit[:8]}: it needs {format_bytes(p.missing_bytes)} "
+        f"({p.missing_bytes} bytes) plus a margin of {format_bytes(p.margin)}, but {s.hub_cache} has "
+        f"{format_bytes(p.free_bytes)} ({p.free_bytes} bytes) free. Nothing was written. Fix: free space "
+        "(`volcache prune --keep-bytes ...`), use a larger network volume, or lower VOLCACHE_FREE_MARGIN."
+    )
+
+
+def _free_bytes(folder: Path) -> int:
+    st = os.statvfs(folder)
+    return st.f_bavail * st.f_frsize
+
+
+def _blob_complete(blob: Path, size: int) -> bool:
+    try:
+        return blob.stat().st_size == size
+    except OSError:
+        return False
+
+
+def _remove_incomplete(repo: Path) -> None:
+    """Remove `.incomplete` downloads left by dead workers. Call only while holding the lease."""
+    blobs = repo / "blobs"
+    if not blobs.is_dir():
+        return
+    for partial in blobs.glob("*.incomplete"):
+        with contextlib.suppress(FileNotFoundError):
+            log.info(
+                "volcache: removing partial download %s (%s)",
+                partial.name,
+                format_bytes(partial.stat().st_size),
+            )
+            partial.unlink()
+
+
+def _check_revision(revision: str) -> None:
+    if not _REVISION_RE.match(revision) or ".." in revision.split("/"):
+        raise UnsafeRepoPath(f"{revision!r} is not a valid revision (a branch, tag or commit id).")
+
+
+def _read_ref(repo: Path, revision: str) -> str | None:
+    try:
+        sha = (repo / "refs" / revision).read_text().strip()
+    except OSError:
+        return None
+    return sha if _SHA_RE.match(sha) else None
+
+
+def _write_ref(repo: Path, revision: str, commit: str) -> None:
+    ref = repo / "refs" / revision
+    if _read_ref(repo, revision) == commit:
+        return
+    ref.parent.mkdir(parents=True, exist_ok=True)
+    tmp = ref.with_name(f".{ref.name}.{os.getpid()}.tmp")
+    tmp.write_text(commit)
+    os.replace(tmp, ref)
+
+
+def _find_readonly_snapshot(cache: Path, model: str, revision: str) -> Path | None:
+    """A snapshot in a read-only cache; RunPod lower-cases repo folder names, so match either way."""
+    if not cache.is_dir():
+        return None
+    wanted = repo_folder(model).lower()
+    try:
+        folders = [p for p in cache.iterdir() if p.name.lower() == wanted]
+    except OSError:
+        return None
+    for folder in folders:
+        commit = revision if _SHA_RE.match(revision) else _read_ref(folder, revision)
+        if commit is None:
+            snaps = sorted((folder / "snapshots").glob("*"), key=lambda p: p.stat().st_mtime)
+            if revision != "main" or len(snaps) != 1:
+                continue
+            commit = snaps[0].name
+        snap = folder / "snapshots" / commit
+        if snap.is_dir() and any(snap.iterdir()) and not any((folder / "blobs").glob("*.incomplete")):
+            return snap
+    return None
+
+
+def _make_dirs(*dirs: Path) -> list[Path]:
+    """mkdir -p each folder; return the folders that did not exist before, outermost first."""
+    created: list[Path] = []
+    for d in dirs:
+        missing = [p for p in (d, *d.parents) if not p.exists()]
+        created.extend(reversed(missing))
+        d.mkdir(parents=True, exist_ok=True)
+    return created
+
+
+def _remove_empty_dirs(created: list[Path]) -> None:
+    for d in reversed(created):
+        with contextlib.suppress(OSError):
+            d.rmdir()
