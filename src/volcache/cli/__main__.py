@@ -1,0 +1,5 @@
+"""`python -m volcache.cli`: the same as the `volcache` command."""
+
+from . import main
+
+main()

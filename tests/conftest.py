@@ -1,0 +1,63 @@
+"""Shared fixtures: settings on a temporary volume, the Hub emulator, small repos."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from volcache import Settings
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def volume(tmp_path: Path) -> Path:
+    vol = tmp_path / "volume"
+    vol.mkdir()
+    return vol
+
+
+def make_settings(volume: Path, **overrides: object) -> Settings:
+    env = {
+        "VOLCACHE_VOLUME": str(volume),
+        "VOLCACHE_FREE_MARGIN": "0",
+        "VOLCACHE_LEASE_TIMEOUT": "5",
+        "VOLCACHE_STALE_CACHES": "",
+        "HOME": str(volume.parent / "home"),
+    }
+    env.update({k: str(v) for k, v in overrides.items()})
+    return Settings.from_env(env)
+
+
+def subprocess_env(volume: Path, **extra: str) -> dict[str, str]:
+    """An environment for a child process: the volume, no real Hub, nothing inherited that pins caches."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "VOLCACHE_", "TRANSFORMERS_", "TORCH_HOME"))}
+    env.update(
+        VOLCACHE_VOLUME=str(volume),
+        VOLCACHE_FREE_MARGIN="0",
+        VOLCACHE_STALE_CACHES="",
+        VOLCACHE_EPHEMERAL=str(volume.parent / "ephemeral"),
+        HF_HUB_DISABLE_PROGRESS_BARS="1",
+    )
+    env.update(extra)
+    return env
+
+
+def run_cli(
+    *args: str, env: dict[str, str], timeout: float = 300, check: bool = False
+) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "volcache.cli", *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"volcache {' '.join(args)} exited {proc.returncode}:\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture
+def settings(volume: Path) -> Settings:
+    return make_settings(volume)
