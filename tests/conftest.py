@@ -5,11 +5,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from volcache import Settings
+
+if TYPE_CHECKING:
+    from volcache.testing import HubEmulator
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -61,3 +66,30 @@ def run_cli(
 @pytest.fixture
 def settings(volume: Path) -> Settings:
     return make_settings(volume)
+
+
+TINY_FILES = {
+    "config.json": 300,
+    "tokenizer.json": 2_000,
+    "model.safetensors": 400_000,
+    "pytorch_model.bin": 400_000,
+    "onnx/model.onnx": 100_000,
+}
+TINY_NEEDED_BYTES = 300 + 2_000 + 400_000
+
+
+@pytest.fixture
+def hub_root(tmp_path: Path) -> Path:
+    from volcache.testing import write_random_repo
+
+    root = tmp_path / "mirror"
+    write_random_repo(root / "org" / "tiny", TINY_FILES, seed=1)
+    return root
+
+
+@pytest.fixture
+def hub(hub_root: Path) -> Iterator[HubEmulator]:
+    from volcache.testing import HubEmulator
+
+    with HubEmulator(hub_root) as emulator:
+        yield emulator

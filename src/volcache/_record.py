@@ -2,7 +2,7 @@
 
 A record is written atomically (temp file, fsync, rename) only after every file was
 downloaded and verified. It lives beside the Hub layout, in
-`<hub cache>/.volcache/records/<repo folder>/<commit>.json`, never inside a repo folder,
+`$HF_HOME/.volcache/records/<repo folder>/<commit>.json`, beside the hub folder,
 so `hf cache` and transformers see the ordinary layout.
 """
 

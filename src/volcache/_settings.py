@@ -107,8 +107,8 @@ class Settings:
 
     @property
     def records_dir(self) -> Path:
-        """volcache's own records, beside the Hub layout, never inside a repo folder."""
-        return self.hub_cache / ".volcache"
+        """volcache's own records, beside the Hub layout (`hf cache` would flag a stranger inside it)."""
+        return self.home / ".volcache"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

@@ -387,8 +387,14 @@ class ModelStore:
                 return call()
             except Exception as exc:
                 error = _hub_error(exc, model, revision, s)
-                if isinstance(error, ModelNotFound) or attempt == DOWNLOAD_ATTEMPTS:
+                if isinstance(error, StoreError):
                     raise error from None
+                if attempt == DOWNLOAD_ATTEMPTS:
+                    raise StoreError(
+                        f"the Hub at {s.endpoint or 'huggingface.co'} did not answer for {model}@{revision} after "
+                        f"{attempt} attempts: {s.redact(str(exc))}. Fix: check the network (and HF_ENDPOINT), "
+                        "then retry."
+                    ) from None
                 log.warning(
                     "volcache: the Hub did not answer for %s (attempt %d/%d): %s; retrying",
                     model,
