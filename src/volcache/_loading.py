@@ -1,0 +1,154 @@
+"""How weights are read from the volume: memory-mapped, read into memory, or prefetched in parallel.
+
+On a network filesystem, memory-mapped safetensors loading faults in one page at a time and is
+reported 5–50× slower than large parallel reads. Copying to local disk is not allowed (I1), so
+the lever is how the file is read in place: `prefetch` reads every weight file with several
+threads in large chunks, which fills the page cache while the interpreter imports torch and
+builds the model; the load that follows then reads from memory. Nothing is written to disk.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Literal
+
+log = logging.getLogger("volcache.loading")
+
+Strategy = Literal["mmap", "read", "prefetch"]
+CHUNK = 16 * 1024 * 1024
+THREADS = 8
+# Filesystems where every read is a network round trip (or a user-space hop).
+NETWORK_FS = ("nfs", "nfs4", "ceph", "cifs", "smb3", "smbfs", "glusterfs", "lustre", "9p", "afs", "gpfs", "beegfs",
+              "virtiofs", "davfs", "sshfs", "mfs", "juicefs", "weka", "hf-mount")  # fmt: skip
+_LOAD_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+
+
+@dataclasses.dataclass(frozen=True)
+class Mount:
+    device: str
+    point: str
+    fstype: str
+
+    @property
+    def is_network(self) -> bool:
+        return self.fstype.startswith("fuse") or self.fstype in NETWORK_FS or self.device in NETWORK_FS
+
+
+def mount_of(path: Path, mounts_file: str = "/proc/mounts") -> Mount | None:
+    """The mount that holds `path` (after resolving symlinks), from /proc/mounts."""
+    real = os.path.realpath(path)
+    best: Mount | None = None
+    try:
+        with open(mounts_file, encoding="utf-8") as fh:
+            for line in fh:
+                parts = line.split()
+                if len(parts) < 3:
+                    continue
+                point = parts[1].replace("\\040", " ")
+                inside = real == point or real.startswith(point.rstrip("/") + "/")
+                if inside and (best is None or len(point) >= len(best.point)):
+                    best = Mount(parts[0], point, parts[2])
+    except OSError:
+        return None
+    return best
+
+
+def weight_files(snapshot: Path) -> list[Path]:
+    """The weight files a load reads, resolved to their blobs, largest first."""
+    files = {p.resolve() for p in snapshot.rglob("*") if p.name.endswith(_LOAD_SUFFIXES) and p.is_file()}
+    return sorted(files, key=lambda p: -p.stat().st_size)
+
+
+def choose_strategy(requested: str, snapshot: Path) -> Strategy:
+    """`auto` picks `prefetch` on network and FUSE filesystems and `mmap` on local disks."""
+    if requested in ("mmap", "read", "prefetch"):
+        return requested  # type: ignore[return-value]
+    files = weight_files(snapshot)
+    mount = mount_of(files[0] if files else snapshot)
+    return "prefetch" if mount is not None and mount.is_network else "mmap"
+
+
+class Prefetch:
+    """Read files in parallel, in large chunks, into the page cache; runs in background threads.
+
+    The bytes are discarded as they arrive (one reusable buffer per thread): the point is the
+    page cache, not another copy in memory.
+    """
+
+    def __init__(self, files: Iterable[Path], threads: int = THREADS, chunk: int = CHUNK) -> None:
+        self.files = list(files)
+        self.threads = threads
+        self.chunk = chunk
+        self.bytes_read = 0
+        self.seconds = 0.0
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> Prefetch:
+        self._thread = threading.Thread(target=self._run, name="volcache-prefetch", daemon=True)
+        self._thread.start()
+        return self
+
+    def wait(self, timeout: float | None = None) -> Prefetch:
+        self._done.wait(timeout)
+        if self._error is not None:
+            log.warning("volcache: prefetch stopped early (%s); loading reads the rest", self._error)
+        return self
+
+    def _run(self) -> None:
+        start = time.perf_counter()
+        jobs = [(f, off) for f in self.files for off in range(0, max(f.stat().st_size, 1), self.chunk)]
+        local = threading.local()
+        try:
+            with concurrent.futures.ThreadPoolExecutor(self.threads) as pool:
+                for n in pool.map(lambda job: self._read(job[0], job[1], local), jobs):
+                    with self._lock:
+                        self.bytes_read += n
+        except OSError as exc:
+            self._error = exc
+        finally:
+            self.seconds = time.perf_counter() - start
+            self._done.set()
+
+    def _read(self, path: Path, offset: int, local: threading.local) -> int:
+        buf = getattr(local, "buf", None)
+        if buf is None:
+            buf = local.buf = bytearray(self.chunk)
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            return os.preadv(fd, [buf], offset)
+        finally:
+            os.close(fd)
+
+
+def start_prefetch(snapshot: Path, strategy: Strategy) -> Prefetch | None:
+    """Start reading the weights now, to overlap the imports; None unless the strategy is prefetch."""
+    if strategy != "prefetch":
+        return None
+    return Prefetch(weight_files(snapshot)).start()
+
+
+def from_pretrained_kwargs(strategy: Strategy) -> dict[str, object]:
+    """Keyword arguments for `from_pretrained`: `read` reads each file in one call instead of mapping it.
+
+    `disable_mmap` exists from transformers 5.6 on; older versions map the file whatever we ask.
+    """
+    if strategy != "read":
+        return {}
+    import inspect
+
+    from transformers import PreTrainedModel
+
+    if "disable_mmap" in inspect.signature(PreTrainedModel.from_pretrained).parameters:
+        return {"disable_mmap": True}
+    log.warning("volcache: VOLCACHE_LOAD=read needs transformers >= 5.6; memory-mapping instead")
+    return {}
