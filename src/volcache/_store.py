@@ -305,10 +305,19 @@ class ModelStore:
         return done
 
     def _link_present(self, model: str, commit: str, f: RemoteFile) -> None:
-        """A blob already on the volume (shared with another revision) still needs its snapshot link."""
+        """A blob already on the volume needs its snapshot link and a check before it is recorded.
+
+        It may be shared with another revision, or left by a worker killed after the Hub client
+        renamed it into blobs/ and before its sha256 was checked: only its size is known good.
+        """
         link = self.snapshot_dir(model, commit) / f.path
-        if not link.exists():
-            self._fetch_one(model, commit, f)
+        if link.exists():
+            try:
+                self._verify_file(model, commit, f, link)
+                return
+            except IntegrityError as exc:
+                log.warning("volcache: %s Downloading it again.", exc)
+        self._fetch_one(model, commit, f)
 
     def _fetch_one(self, model: str, commit: str, f: RemoteFile) -> None:
         from huggingface_hub import hf_hub_download
