@@ -1,0 +1,171 @@
+"""In-use markers: a worker that loaded a snapshot says so, so `volcache prune` leaves it alone.
+
+A marker is `<records>/inuse/<repo folder>/<commit>/<host>-<pid>.json`, naming its holder the
+way a lease file does. A daemon thread refreshes its mtime every `lease_timeout / 4` seconds.
+A marker is live while its holder is a live process on this host, or, for another host, while
+its mtime is younger than twice the lease time-out (no cross-host pid check is possible). A
+marker of a dead process on this host is never live, however fresh.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+from types import TracebackType
+
+from ._lease import Holder, holder_is_dead, read_holder
+from ._record import repo_folder
+from ._settings import Settings
+
+log = logging.getLogger("volcache.inuse")
+
+__all__ = ["InUse", "InUseMarker", "hold_in_use", "inuse_dir", "live_users"]
+
+
+@dataclasses.dataclass(frozen=True)
+class InUseMarker:
+    """One marker file and what it says about its holder."""
+
+    path: Path
+    holder: Holder | None  # None: unreadable (being written); judged by its mtime alone
+    age: float  # seconds since its last heartbeat
+    live: bool
+
+    def describe(self) -> str:
+        who = self.holder.describe() if self.holder else self.path.name
+        return f"{who} (heartbeat {self.age:.0f}s ago)"
+
+
+def inuse_dir(settings: Settings, model: str, commit: str) -> Path:
+    """The folder of the in-use markers of one snapshot."""
+    return settings.records_dir / "inuse" / repo_folder(model) / commit
+
+
+class InUse:
+    """A held in-use marker. Release it (or leave the `with` block) when the model is unloaded."""
+
+    def __init__(self, path: Path, holder: Holder, interval: float) -> None:
+        self.path = path
+        self.holder = holder
+        self._interval = interval
+        self.held = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> InUse:
+        """Write the marker and start its heartbeat; on a read-only volume, warn and hold nothing."""
+        try:
+            self._write()
+        except OSError as exc:
+            log.warning("volcache: cannot mark %s as in use (%s); `volcache prune` may evict it", self.path, exc)
+            return self
+        self.held = True
+        self._thread = threading.Thread(target=self._heartbeat, name="volcache-inuse", daemon=True)
+        self._thread.start()
+        return self
+
+    def _write(self) -> None:
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        for attempt in range(3):  # `volcache prune` may remove an empty folder between mkdir and write
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                tmp.write_text(json.dumps(dataclasses.asdict(self.holder)))
+                os.replace(tmp, self.path)
+                return
+            except FileNotFoundError:
+                if attempt == 2:
+                    raise
+
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                os.utime(self.path)
+            except FileNotFoundError:  # removed by hand: say again that the snapshot is in use
+                with contextlib.suppress(OSError):
+                    self._write()
+            except OSError as exc:
+                log.warning("volcache: cannot refresh the in-use marker %s: %s", self.path, exc)
+
+    def release(self) -> None:
+        """Stop the heartbeat and remove the marker; safe to call twice."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self.held:
+            self.held = False
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
+
+    def __enter__(self) -> InUse:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.release()
+
+
+def hold_in_use(settings: Settings, model: str, commit: str, *, purpose: str = "loaded") -> InUse:
+    """Mark the snapshot `model@commit` as loaded by this process until `release()` or exit.
+
+    Call it right after `ModelStore.resolve()` returns, before loading the weights, and keep the
+    handle for the life of the process. A prune that planned before the marker appeared checks
+    again under the model's lease, so the snapshot is safe once this returns; to close the last
+    window (a prune that finished between `resolve()` and this call), resolve once more after it::
+
+        res = store.resolve(model)
+        store.mark_used(res)
+        in_use = hold_in_use(settings, res.model, res.commit) if res.commit else None
+        res = store.resolve(model)  # offline and cheap: the snapshot is still complete
+
+    Fail-soft: if the marker cannot be written (a read-only volume), it logs a warning and
+    returns a handle that holds nothing (`held` is False).
+    """
+    holder = Holder.me(purpose)
+    path = inuse_dir(settings, model, commit) / f"{_safe(holder.host)}-{holder.pid}.json"
+    return InUse(path, holder, max(0.05, settings.lease_timeout / 4)).start()
+
+
+def live_users(settings: Settings, model: str, commit: str) -> list[InUseMarker]:
+    """The live in-use markers of `model@commit` (empty: nobody is known to use it)."""
+    return [m for m in read_markers(settings, model, commit) if m.live]
+
+
+def read_markers(settings: Settings, model: str, commit: str) -> list[InUseMarker]:
+    """Every in-use marker of `model@commit`, live or not."""
+    folder = inuse_dir(settings, model, commit)
+    try:
+        paths = sorted(p for p in folder.iterdir() if p.suffix == ".json" and not p.name.startswith("."))
+    except OSError:
+        return []
+    markers = []
+    for path in paths:
+        marker = _judge(path, settings.lease_timeout)
+        if marker is not None:
+            markers.append(marker)
+    return markers
+
+
+def _judge(path: Path, lease_timeout: float) -> InUseMarker | None:
+    try:
+        age = max(0.0, time.time() - path.stat().st_mtime)
+    except FileNotFoundError:
+        return None
+    holder = read_holder(path)
+    if holder is not None and holder.host == socket.gethostname():
+        live = not holder_is_dead(holder)
+    else:
+        live = age < 2 * lease_timeout
+    return InUseMarker(path, holder, age, live)
+
+
+def _safe(host: str) -> str:
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in host) or "host"
