@@ -26,7 +26,7 @@ from ._settings import Settings
 
 log = logging.getLogger("volcache.inuse")
 
-__all__ = ["InUse", "InUseMarker", "hold_in_use", "inuse_dir", "live_users"]
+__all__ = ["InUse", "InUseMarker", "hold_in_use", "inuse_dir", "live_users", "read_marker", "read_markers"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,13 +148,14 @@ def read_markers(settings: Settings, model: str, commit: str) -> list[InUseMarke
         return []
     markers = []
     for path in paths:
-        marker = _judge(path, settings.lease_timeout)
+        marker = read_marker(path, settings.lease_timeout)
         if marker is not None:
             markers.append(marker)
     return markers
 
 
-def _judge(path: Path, lease_timeout: float) -> InUseMarker | None:
+def read_marker(path: Path, lease_timeout: float) -> InUseMarker | None:
+    """Judge one holder file (an in-use marker, or a lease file: same format); None if it is gone."""
     try:
         age = max(0.0, time.time() - path.stat().st_mtime)
     except FileNotFoundError:

@@ -14,9 +14,9 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from .._store import sha256_file
 from ._walk import WalkResult, WeightFile, iter_unique, real, walk_weights
 
-_CHUNK = 8 * 1024 * 1024
 _HEAD = 1024 * 1024
 
 
@@ -94,7 +94,7 @@ def measure(locations: Sequence[Location], *, sha256: Callable[[Path], str] | No
         seen.update(f.key for f in mine)
         unique_files.extend(mine)
         usage.append(LocationUsage(loc.name, loc.roots, len(mine), sum(f.size for f in mine), _notes(results)))
-    groups = find_duplicates(unique_files, sha256=sha256 or hash_file)
+    groups = find_duplicates(unique_files, sha256=sha256 or sha256_file)
     physical = sum(f.size for f in unique_files)
     wasted = sum(g.wasted_bytes for g in groups)
     return DuReport(tuple(usage), groups, physical, physical - wasted)
@@ -113,15 +113,6 @@ def find_duplicates(files: Iterable[WeightFile], *, sha256: Callable[[Path], str
             for digest, same in _split_keyed(candidates, lambda f: sha256(f.path)):
                 groups.append(DuplicateGroup(digest, size, tuple(sorted(f.path for f in same))))
     return tuple(sorted(groups, key=lambda g: (-g.wasted_bytes, g.sha256)))
-
-
-def hash_file(path: Path) -> str:
-    """sha256 of a file, read in large chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _head_hash(f: WeightFile) -> str:

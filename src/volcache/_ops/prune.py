@@ -14,7 +14,6 @@ import contextlib
 import dataclasses
 import logging
 import os
-import socket
 import stat
 import time
 from collections import Counter
@@ -23,9 +22,9 @@ from pathlib import Path
 
 from .._errors import ConfigError, LeaseTimeout, ModelNotFound, StoreError
 from .._files import check_repo_id
-from .._inuse import inuse_dir, live_users
-from .._inventory import model_id_from_folder
-from .._lease import Lease, holder_is_dead, read_holder
+from .._inuse import inuse_dir, live_users, read_marker
+from .._inventory import _refs, model_id_from_folder
+from .._lease import Lease
 from .._record import read_record, record_path, repo_folder
 from .._settings import Settings
 from .._store import ModelStore
@@ -176,16 +175,6 @@ def used_marker(settings: Settings, model: str, commit: str) -> Path:
     return settings.records_dir / "used" / repo_folder(model) / commit
 
 
-def _refs(repo: Path) -> dict[str, str]:
-    refs_dir = repo / "refs"
-    refs = {}
-    for ref in refs_dir.rglob("*") if refs_dir.is_dir() else ():
-        if ref.is_file() and not ref.is_symlink():
-            with contextlib.suppress(OSError):
-                refs[ref.relative_to(refs_dir).as_posix()] = ref.read_text().strip()
-    return refs
-
-
 def cache_bytes(settings: Settings) -> int:
     """Physical bytes of the repo folders in the volume's cache (each inode once)."""
     seen: set[tuple[int, int]] = set()
@@ -206,20 +195,12 @@ def cache_bytes(settings: Settings) -> int:
 # -- safety ---------------------------------------------------------------------------------------
 def live_lease(settings: Settings, model: str) -> str | None:
     """Who holds `model`'s download lease, if the lease is live; None when absent, dead or stale."""
-    path = ModelStore(settings).lease_path(model)
-    try:
-        age = time.time() - path.stat().st_mtime
-    except FileNotFoundError:
+    lease = read_marker(ModelStore(settings).lease_path(model), settings.lease_timeout)
+    if lease is None or not lease.live:
         return None
-    holder = read_holder(path)
-    if holder is not None and holder_is_dead(holder):
-        return None
-    same_host = holder is not None and holder.host == socket.gethostname()
-    if not same_host and age >= 2 * settings.lease_timeout:
-        return None
-    who = holder.describe() if holder else "a worker"
-    what = f" to {holder.purpose}" if holder and holder.purpose else ""
-    return f"its lease is held by {who}{what} (heartbeat {age:.0f}s ago)"
+    what = f" to {lease.holder.purpose}" if lease.holder and lease.holder.purpose else ""
+    who = lease.holder.describe() if lease.holder else "a worker"
+    return f"its lease is held by {who}{what} (heartbeat {lease.age:.0f}s ago)"
 
 
 def _has_partial_download(repo: Path) -> bool:

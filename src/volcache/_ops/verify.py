@@ -23,7 +23,7 @@ from .._inventory import model_id_from_folder
 from .._lease import Lease
 from .._record import CompletionRecord, read_record, repo_folder
 from .._settings import Settings
-from .._store import ModelStore
+from .._store import ModelStore, _read_ref
 from ._walk import real
 
 log = logging.getLogger("volcache.verify")
@@ -91,10 +91,7 @@ def _names(folder: Path) -> list[str]:
 def _matches_revision(settings: Settings, record: CompletionRecord, revision: str) -> bool:
     if revision in (record.commit, record.revision):
         return True
-    ref = settings.hub_cache / repo_folder(record.repo) / "refs" / revision
-    with contextlib.suppress(OSError):
-        return ref.read_text().strip() == record.commit
-    return False
+    return _read_ref(settings.hub_cache / repo_folder(record.repo), revision) == record.commit
 
 
 def verify(
