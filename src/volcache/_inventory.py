@@ -58,7 +58,7 @@ def _scan(cache: Path, settings: Settings, *, readonly: bool) -> list[SnapshotIn
         snapshots = repo / "snapshots"
         if model is None or not snapshots.is_dir():
             continue
-        refs = _refs(repo)
+        refs = read_refs(repo)
         for snap in sorted(snapshots.iterdir()):
             infos.append(_snapshot_info(model, repo, snap, refs, settings, readonly))
     return infos
@@ -78,7 +78,7 @@ def _snapshot_info(
     return SnapshotInfo(model, snap.name, names, snap, record.total_bytes, not problems, note="; ".join(problems[:3]))
 
 
-def _refs(repo: Path) -> dict[str, str]:
+def read_refs(repo: Path) -> dict[str, str]:
     refs_dir = repo / "refs"
     if not refs_dir.is_dir():
         return {}

@@ -74,6 +74,11 @@ def record_path(records_dir: Path, repo_id: str, commit: str) -> Path:
     return records_dir / "records" / repo_folder(repo_id) / f"{commit}.json"
 
 
+def used_marker_path(records_dir: Path, repo_id: str, commit: str) -> Path:
+    """The file a worker touches when it loads `repo_id@commit`; its mtime orders `volcache prune`."""
+    return records_dir / "used" / repo_folder(repo_id) / commit
+
+
 def read_record(path: Path) -> CompletionRecord | None:
     """The record at `path`, or None if it is missing or unreadable (never half-written)."""
     try:

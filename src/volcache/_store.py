@@ -41,6 +41,7 @@ from ._record import (
     record_path,
     repo_folder,
     snapshot_mismatches,
+    used_marker_path,
     write_record,
 )
 from ._settings import Settings, format_bytes
@@ -156,16 +157,16 @@ class ModelStore:
 
     def mark_used(self, resolution: Resolution) -> None:
         """Record that a worker loaded this snapshot now (for `volcache prune`'s LRU order)."""
-        if resolution.source != "volume" or resolution.commit is None:
+        if resolution.source not in ("volume", "download") or resolution.commit is None:
             return
-        marker = self.settings.records_dir / "used" / repo_folder(resolution.model) / resolution.commit
+        marker = used_marker_path(self.settings.records_dir, resolution.model, resolution.commit)
         with contextlib.suppress(OSError):
             marker.parent.mkdir(parents=True, exist_ok=True)
             marker.touch()
 
     # -- local lookups ---------------------------------------------------------------------
     def _candidate_records(self, model: str, revision: str) -> Iterator[CompletionRecord]:
-        commit = revision if _SHA_RE.match(revision) else _read_ref(self.repo_dir(model), revision)
+        commit = revision if _SHA_RE.match(revision) else read_ref(self.repo_dir(model), revision)
         if commit is not None:
             record = read_record(record_path(self.settings.records_dir, model, commit))
             if record is not None:
@@ -317,6 +318,10 @@ class ModelStore:
                 return
             except IntegrityError as exc:
                 log.warning("volcache: %s Downloading it again.", exc)
+        self._fetch_one(model, commit, f)
+
+    def fetch_file(self, model: str, commit: str, f: RemoteFile) -> None:
+        """Download one file of `model@commit` into the cache and verify it. Hold the model's lease."""
         self._fetch_one(model, commit, f)
 
     def _fetch_one(self, model: str, commit: str, f: RemoteFile) -> None:
@@ -498,7 +503,7 @@ def _check_revision(revision: str) -> None:
         raise UnsafeRepoPath(f"{revision!r} is not a valid revision (a branch, tag or commit id).")
 
 
-def _read_ref(repo: Path, revision: str) -> str | None:
+def read_ref(repo: Path, revision: str) -> str | None:
     try:
         sha = (repo / "refs" / revision).read_text().strip()
     except OSError:
@@ -508,7 +513,7 @@ def _read_ref(repo: Path, revision: str) -> str | None:
 
 def _write_ref(repo: Path, revision: str, commit: str) -> None:
     ref = repo / "refs" / revision
-    if _read_ref(repo, revision) == commit:
+    if read_ref(repo, revision) == commit:
         return
     ref.parent.mkdir(parents=True, exist_ok=True)
     tmp = ref.with_name(f".{ref.name}.{os.getpid()}.tmp")
@@ -526,7 +531,7 @@ def _find_readonly_snapshot(cache: Path, model: str, revision: str) -> Path | No
     except OSError:
         return None
     for folder in folders:
-        commit = revision if _SHA_RE.match(revision) else _read_ref(folder, revision)
+        commit = revision if _SHA_RE.match(revision) else read_ref(folder, revision)
         if commit is None:
             snaps = sorted((folder / "snapshots").glob("*"), key=lambda p: p.stat().st_mtime)
             if revision != "main" or len(snaps) != 1:

@@ -23,9 +23,9 @@ from pathlib import Path
 from .._errors import ConfigError, LeaseTimeout, ModelNotFound, StoreError
 from .._files import check_repo_id
 from .._inuse import inuse_dir, live_users, read_marker
-from .._inventory import _refs, model_id_from_folder
+from .._inventory import model_id_from_folder, read_refs
 from .._lease import Lease
-from .._record import read_record, record_path, repo_folder
+from .._record import read_record, record_path, repo_folder, used_marker_path
 from .._settings import Settings
 from .._store import ModelStore
 from ._walk import is_within, real
@@ -126,7 +126,7 @@ def scan_cache(settings: Settings, model: str | None = None) -> list[CachedSnaps
         name = model_id_from_folder(repo.name)
         if name is None or repo.is_symlink() or not (repo / "snapshots").is_dir():
             continue
-        refs = _refs(repo)
+        refs = read_refs(repo)
         for snap in sorted((repo / "snapshots").iterdir()):
             if snap.is_dir() and not snap.is_symlink() and not _in_readonly_cache(settings, snap):
                 found.append(_cached_snapshot(settings, name, repo, snap, refs))
@@ -172,7 +172,7 @@ def _last_used(settings: Settings, model: str, snap: Path, completed_at: float |
 
 def used_marker(settings: Settings, model: str, commit: str) -> Path:
     """The file `ModelStore.mark_used` touches when a worker loads `model@commit`."""
-    return settings.records_dir / "used" / repo_folder(model) / commit
+    return used_marker_path(settings.records_dir, model, commit)
 
 
 def cache_bytes(settings: Settings) -> int:

@@ -23,7 +23,7 @@ from .._inventory import model_id_from_folder
 from .._lease import Lease
 from .._record import CompletionRecord, read_record, repo_folder
 from .._settings import Settings
-from .._store import ModelStore, _read_ref
+from .._store import ModelStore, read_ref
 from ._walk import real
 
 log = logging.getLogger("volcache.verify")
@@ -91,7 +91,7 @@ def _names(folder: Path) -> list[str]:
 def _matches_revision(settings: Settings, record: CompletionRecord, revision: str) -> bool:
     if revision in (record.commit, record.revision):
         return True
-    return _read_ref(settings.hub_cache / repo_folder(record.repo), revision) == record.commit
+    return read_ref(settings.hub_cache / repo_folder(record.repo), revision) == record.commit
 
 
 def verify(
@@ -210,7 +210,7 @@ def _repair_file(store: ModelStore, problem: FileProblem) -> None:
         return
     _remove_broken(store.repo_dir(problem.model), snapshot / problem.file.path, problem.file)
     log.info("volcache: fetching %s of %s@%s again", problem.file.path, problem.model, problem.commit[:8])
-    store._fetch_one(problem.model, problem.commit, problem.file)
+    store.fetch_file(problem.model, problem.commit, problem.file)
 
 
 def _remove_broken(repo: Path, link: Path, f: RemoteFile) -> None:
