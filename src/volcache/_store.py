@@ -373,7 +373,7 @@ class ModelStore:
             time.sleep(min(8.0, 0.5 * 2**attempt))
 
     def _verify_file(self, model: str, commit: str, f: RemoteFile, path: Path) -> None:
-        """Size of every file, sha256 of LFS files, and the file must live inside the repo folder."""
+        """Size of every file, sha256 of LFS files, git blob id of the others; it must live inside the repo folder."""
         repo = self.repo_dir(model).resolve()
         target = path.resolve()
         if repo not in target.parents:
@@ -386,6 +386,10 @@ class ModelStore:
             digest = sha256_file(target)
             if digest != f.sha256:
                 problem = f"sha256 {digest[:12]}… does not match the Hub's {f.sha256[:12]}…"
+        elif len(f.oid) == 40:  # a file outside LFS: the Hub lists its git blob id
+            digest = git_blob_sha1(target, size)
+            if digest != f.oid:
+                problem = f"git blob id {digest[:12]}… does not match the Hub's {f.oid[:12]}…"
         if problem is None:
             return
         with contextlib.suppress(FileNotFoundError):
@@ -423,6 +427,15 @@ class ModelStore:
 # -- helpers -------------------------------------------------------------------------------
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_HASH_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def git_blob_sha1(path: Path, size: int) -> str:
+    """The id git (and the Hub's tree listing) gives a file's content: sha1 of `blob <size>\\0<bytes>`."""
+    h = hashlib.sha1(b"blob %d\0" % size)
     with open(path, "rb") as f:
         while chunk := f.read(_HASH_CHUNK):
             h.update(chunk)
