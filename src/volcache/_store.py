@@ -359,7 +359,7 @@ class ModelStore:
                     raise error
                 raise StoreError(
                     f"could not download {f.path} of {model} from {s.endpoint or 'the Hub'} after "
-                    f"{attempt} attempts: {s.redact(str(error))}. Fix: check the network and retry; "
+                    f"{attempt} attempts: {_one_line(s.redact(str(error)))}. Fix: check the network and retry; "
                     "files already downloaded are kept."
                 ) from None
             log.warning(
@@ -368,7 +368,7 @@ class ModelStore:
                 model,
                 attempt,
                 DOWNLOAD_ATTEMPTS,
-                s.redact(str(error))[:300],
+                _one_line(s.redact(str(error)))[:300],
             )
             time.sleep(min(8.0, 0.5 * 2**attempt))
 
@@ -410,15 +410,15 @@ class ModelStore:
                 if attempt == DOWNLOAD_ATTEMPTS:
                     raise StoreError(
                         f"the Hub at {s.endpoint or 'huggingface.co'} did not answer for {model}@{revision} after "
-                        f"{attempt} attempts: {s.redact(str(exc))}. Fix: check the network (and HF_ENDPOINT), "
-                        "then retry."
+                        f"{attempt} attempts: {_one_line(s.redact(str(exc)))}. Fix: check the network "
+                        "(and HF_ENDPOINT), then retry."
                     ) from None
                 log.warning(
                     "volcache: the Hub did not answer for %s (attempt %d/%d): %s; retrying",
                     model,
                     attempt,
                     DOWNLOAD_ATTEMPTS,
-                    s.redact(str(exc))[:300],
+                    _one_line(s.redact(str(exc)))[:300],
                 )
                 time.sleep(min(8.0, 0.5 * 2**attempt))
         raise AssertionError("unreachable")
@@ -471,8 +471,13 @@ def _hub_error(exc: Exception, model: str, revision: str, s: Settings) -> Except
             f"{model} was not found on {s.endpoint or 'the Hub'}; check MODEL_NAME (and HF_TOKEN for a private model)."
         )
     if isinstance(exc, errors.EntryNotFoundError):
-        return StoreError(f"{model}@{revision}: a listed file is missing on the Hub: {s.redact(str(exc))}")
+        return StoreError(f"{model}@{revision}: a listed file is missing on the Hub: {_one_line(s.redact(str(exc)))}")
     return exc
+
+
+def _one_line(text: str) -> str:
+    """The Hub client's messages span lines (URL, a docs link, the server's text): the CLI prints one."""
+    return " ".join(text.split())
 
 
 def _space_error(model: str, commit: str, p: Preflight, s: Settings) -> InsufficientSpace:
