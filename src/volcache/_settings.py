@@ -79,6 +79,10 @@ class Settings:
     max_batch: int = 64
     max_input_chars: int = 32_768
     max_new_tokens: int = 512
+    device: str = "auto"  # worker: "auto" (cuda when available), "cpu", "cuda", "cuda:1", ...
+    served_model_name: str | None = None  # worker: the model name OpenAI routes report (default MODEL_NAME)
+    runpod_job_queue: bool = False  # worker: RUNPOD_WEBHOOK_GET_JOB is set, jobs come from RunPod's queue
+    runpod_realtime: bool = False  # worker: RUNPOD_REALTIME_PORT is set, RunPod's realtime API
     log_level: str = "INFO"
     endpoint: str | None = None
     hf_token: str | None = dataclasses.field(default=None, repr=False)
@@ -172,6 +176,10 @@ class Settings:
             max_batch=int(number("VOLCACHE_MAX_BATCH", 64, int)),
             max_input_chars=int(number("VOLCACHE_MAX_INPUT_CHARS", 32_768, int)),
             max_new_tokens=int(number("VOLCACHE_MAX_NEW_TOKENS", 512, int)),
+            device=get("VOLCACHE_DEVICE", "auto").lower(),
+            served_model_name=get("OPENAI_SERVED_MODEL_NAME_OVERRIDE", "") or None,
+            runpod_job_queue=bool(get("RUNPOD_WEBHOOK_GET_JOB", "")),
+            runpod_realtime=get("RUNPOD_REALTIME_PORT", "0") not in ("", "0"),
             log_level=get("VOLCACHE_LOG_LEVEL", "INFO").upper(),
             extra_caches=tuple(Path(p) for p in get("VOLCACHE_EXTRA_CACHES", "").split(",") if p.strip()),
             endpoint=get("HF_ENDPOINT", "") or None,

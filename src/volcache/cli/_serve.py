@@ -1,0 +1,30 @@
+"""`volcache serve`: run the RunPod worker; RunPod's own flags pass through to its SDK."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command(
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": ["-h", "--help"]}
+)
+@click.argument("runpod_args", nargs=-1, type=click.UNPROCESSED)
+def serve(runpod_args: tuple[str, ...]) -> None:
+    """Serve MODEL_NAME as a RunPod serverless worker, weights loaded in place from the volume.
+
+    \b
+    Start-up: settings, pin the caches, remove stale caches, find or download the model
+    once on the volume, load it, warm it up, then RunPod's job loop. Every other argument
+    goes to RunPod's SDK:
+      --test_input JSON        run one job locally and exit (0 on success, 1 on error)
+      --rp_serve_api           serve RunPod's local API (/runsync, /run, /stream, /status)
+      --rp_api_port N          its port (default 8000); --rp_api_host HOST (default localhost)
+    \b
+    Examples:
+      volcache serve --test_input '{"input": {"input": ["a sentence"]}}'
+      MODEL_NAME=org/name MODEL_TASK=text-generation volcache serve --rp_serve_api --rp_api_port 8000
+      VOLCACHE_VOLUME=./vol HF_ENDPOINT=http://127.0.0.1:8088 volcache serve --rp_serve_api
+    """
+    from ..worker import start
+
+    start(list(runpod_args))

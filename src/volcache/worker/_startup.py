@@ -1,0 +1,306 @@
+"""Worker start-up: settings → pin → stale cleanup → ensure → load → warm-up → RunPod, each phase timed.
+
+The order is the contract (ARCHITECTURE.md): the caches are pinned before any Hugging Face
+library is imported (I7), stale build caches are deleted before anything is downloaded (I6), the
+model is found or downloaded once on the volume (I2–I4), and it is loaded from its snapshot folder
+with the Hub switched off, so a warm start makes no network request (I5). One log line,
+`volcache: started {json}`, reports the timings and the disk facts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import stat
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from .._cleanup import remove_stale_caches
+from .._errors import ConfigError, VolcacheError
+from .._files import is_weight_file
+from .._loading import choose_strategy
+from .._logging import setup_logging
+from .._pin import pin
+from .._settings import Settings
+from .._store import ModelStore, Resolution
+from ._handler import Worker
+from ._load import detect_task, load_model, normalize_task, resolve_device
+
+log = logging.getLogger("volcache.worker")
+
+STARTED_PREFIX = "volcache: started "
+RESULT_PREFIX = "volcache: result "
+PHASES = ("pin", "cleanup", "ensure", "load", "warmup")
+
+
+@dataclasses.dataclass(frozen=True)
+class DiskFacts:
+    """Where the bytes are once the model is loaded."""
+
+    volume_bytes: int  # every file in the hub cache on the volume
+    model_bytes: int  # this model's snapshot
+    container_disk_weight_bytes: int  # weights in the stale-cache paths and the ephemeral folder: 0 is right
+    free_bytes: int  # free space on the volume
+
+
+@dataclasses.dataclass(frozen=True)
+class StartupReport:
+    """What start-up did, as the one structured log line reports it."""
+
+    model: str
+    revision: str
+    commit: str | None
+    task: str
+    source: str
+    path: Path
+    device: str
+    load_strategy: str
+    downloaded_bytes: int
+    timings: Mapping[str, float]
+    disk: DiskFacts
+    stale_bytes_freed: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "revision": self.revision,
+            "commit": self.commit,
+            "task": self.task,
+            "source": self.source,
+            "path": str(self.path),
+            "device": self.device,
+            "load": self.load_strategy,
+            "downloaded_bytes": self.downloaded_bytes,
+            "stale_bytes_freed": self.stale_bytes_freed,
+            "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
+            "disk": dataclasses.asdict(self.disk),
+        }
+
+    def log_line(self) -> str:
+        """`volcache: started {json}`: a fixed prefix, then one JSON object."""
+        return STARTED_PREFIX + json.dumps(self.as_dict())
+
+    @classmethod
+    def parse(cls, line: str) -> dict[str, Any]:
+        """The JSON object of a `log_line` found anywhere in `line` (for tools and tests)."""
+        start = line.index(STARTED_PREFIX) + len(STARTED_PREFIX)
+        data = json.loads(line[start:])
+        assert isinstance(data, dict)
+        return data
+
+
+class _Clock:
+    """Times named phases, and the total since it was made."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.timings: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, phase: str) -> Iterator[None]:
+        began = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[phase] = time.perf_counter() - began
+
+    def total(self) -> dict[str, float]:
+        return {**self.timings, "total": time.perf_counter() - self.start}
+
+
+def prepare(settings: Settings | None = None) -> tuple[Worker, StartupReport]:
+    """Set the worker up (the lifecycle's *setup*): every phase up to, not including, RunPod's loop."""
+    clock = _Clock()
+    settings = settings or Settings.from_env()
+    setup_logging(settings.log_level)
+    with clock("pin"):
+        pin(settings)
+    with clock("cleanup"):
+        cleanup = remove_stale_caches(settings.stale_caches, settings.volume)
+    with clock("ensure"):
+        store = ModelStore(settings)
+        resolution = store.resolve()
+        store.mark_used(resolution)
+    go_offline()
+    task_name = normalize_task(settings.task) if settings.task else detect_task(resolution.path, resolution.model)
+    with clock("load"):
+        task = load_model(resolution.path, task_name, settings)
+    with clock("warmup"):
+        task.warmup()
+    report = StartupReport(
+        model=resolution.model,
+        revision=resolution.revision,
+        commit=resolution.commit,
+        task=task.name,
+        source=resolution.source,
+        path=resolution.path,
+        device=resolve_device(settings.device),
+        load_strategy=choose_strategy(settings.load, resolution.path),
+        downloaded_bytes=resolution.downloaded_bytes,
+        timings=clock.total(),
+        disk=disk_facts(settings, resolution),
+        stale_bytes_freed=cleanup.bytes_freed,
+    )
+    log.info("%s", report.log_line())
+    return Worker(task, settings), report
+
+
+def start(argv: Sequence[str] | None = None) -> None:
+    """Prepare the worker and hand it to `runpod.serverless.start`.
+
+    `argv` (default: `sys.argv[1:]`) holds RunPod's own flags (`--test_input`, `--rp_serve_api`,
+    `--rp_api_port`, ...); the SDK parses them from `sys.argv`, so they are passed through there.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    sys.argv = [sys.argv[0] or "volcache", *args]
+    worker, _ = prepare()
+    import runpod
+
+    once = runs_once(args, worker.settings)
+    handler: Callable[[Any], Any] = worker.stream_handler
+    if once:
+        handler = worker.handler if worker.settings.runpod_realtime else _printing(worker.handler)
+    runpod.serverless.start(
+        {
+            "handler": handler,
+            "concurrency_modifier": worker.concurrency_modifier,
+            "return_aggregate_stream": True,
+        }
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """`python -m volcache.worker`: `start`, with volcache's errors as one line and exit status 1."""
+    try:
+        start(argv)
+    except VolcacheError as exc:
+        try:
+            debug = Settings.from_env().debug
+        except ConfigError:
+            debug = False
+        if debug:
+            raise
+        print(f"volcache: error: {exc}", file=sys.stderr, flush=True)
+        sys.exit(1)
+
+
+def runs_once(argv: Sequence[str], settings: Settings) -> bool:
+    """True where RunPod's SDK calls the handler as a plain function, which cannot stream.
+
+    The SDK streams generator handlers from its job queue and from `--rp_serve_api`; its
+    `--test_input` mode (and `test_input.json` when no queue is configured) and its realtime
+    API call the handler once and expect one result.
+    """
+    flags = {a.split("=", 1)[0] for a in argv}
+    if "--rp_serve_api" in flags:
+        return False
+    if "--test_input" in flags or settings.runpod_realtime:
+        return True
+    return not settings.runpod_job_queue
+
+
+def go_offline() -> None:
+    """Switch the Hugging Face libraries offline: the snapshot is complete on disk from here on (I5).
+
+    huggingface_hub reads HF_HUB_OFFLINE at import; if the download already imported it, its
+    flag is switched too, so any request a library still tries fails instead of reaching out.
+    """
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    constants: Any = sys.modules.get("huggingface_hub.constants")
+    if constants is not None:
+        constants.HF_HUB_OFFLINE = True
+
+
+def _printing(handler: Callable[[Any], Awaitable[Any]]) -> Callable[[Any], Awaitable[Any]]:
+    """RunPod's local test mode logs a result cut at 4096 characters; print it whole, as one JSON line."""
+
+    async def printing_handler(job: Any) -> Any:
+        output = await handler(job)
+        print(RESULT_PREFIX + json.dumps(output), flush=True)
+        return output
+
+    return printing_handler
+
+
+# -- disk facts ----------------------------------------------------------------------------------
+def disk_facts(settings: Settings, resolution: Resolution) -> DiskFacts:
+    """Bytes on the volume, in this model, as weights on the container disk, and free."""
+    volume = settings.volume
+    scratch = [p for p in (*settings.stale_caches, settings.ephemeral) if not _inside(p, volume)]
+    return DiskFacts(
+        volume_bytes=tree_bytes(settings.hub_cache),
+        model_bytes=resolution.bytes or snapshot_bytes(resolution.path),
+        container_disk_weight_bytes=sum(weight_bytes(p) for p in scratch),
+        free_bytes=_free_bytes(settings.hub_cache if settings.hub_cache.exists() else volume),
+    )
+
+
+def tree_bytes(root: Path) -> int:
+    """Bytes of the regular files under `root`, each inode once, never following a symlink."""
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    for entry in _walk(root):
+        st = entry.stat(follow_symlinks=False)
+        if stat.S_ISREG(st.st_mode) and (st.st_dev, st.st_ino) not in seen:
+            seen.add((st.st_dev, st.st_ino))
+            total += st.st_size
+    return total
+
+
+def snapshot_bytes(snapshot: Path) -> int:
+    """Bytes of the files a snapshot folder shows (its links resolved), each file once."""
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    for path in snapshot.rglob("*"):
+        with contextlib.suppress(OSError):
+            st = path.stat()
+            if stat.S_ISREG(st.st_mode) and (st.st_dev, st.st_ino) not in seen:
+                seen.add((st.st_dev, st.st_ino))
+                total += st.st_size
+    return total
+
+
+def weight_bytes(root: Path) -> int:
+    """Bytes of weight files under `root`: files with a weight suffix and Hub cache blobs."""
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    for entry in _walk(root):
+        st = entry.stat(follow_symlinks=False)
+        is_blob = Path(entry.path).parent.name == "blobs"
+        weight = stat.S_ISREG(st.st_mode) and (is_blob or is_weight_file(entry.name))
+        if weight and (st.st_dev, st.st_ino) not in seen:
+            seen.add((st.st_dev, st.st_ino))
+            total += st.st_size
+    return total
+
+
+def _walk(root: Path) -> Iterator[os.DirEntry[str]]:
+    try:
+        entries = list(os.scandir(root))
+    except OSError:
+        return
+    for entry in entries:
+        with contextlib.suppress(OSError):
+            if entry.is_dir(follow_symlinks=False):
+                yield from _walk(Path(entry.path))
+            else:
+                yield entry
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    real, base = os.path.realpath(path), os.path.realpath(folder)
+    return real == base or real.startswith(base.rstrip("/") + "/")
+
+
+def _free_bytes(folder: Path) -> int:
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return 0
+    return st.f_bavail * st.f_frsize
