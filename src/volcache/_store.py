@@ -216,11 +216,13 @@ class ModelStore:
             if lease.lost.is_set():
                 raise StoreError(f"lost the download lease of {model} to another worker; retry.")
             record = CompletionRecord.new(model, commit, revision, needed)
-            write_record(record_path(s.records_dir, model, commit), record)
+            with _volume_full_is_clear(f"writing the completion record of {model}", s):
+                write_record(record_path(s.records_dir, model, commit), record)
         else:
             downloaded = 0
         if not _SHA_RE.match(revision):
-            _write_ref(repo, revision, commit)
+            with _volume_full_is_clear(f"writing refs/{revision} of {model}", s):
+                _write_ref(repo, revision, commit)
         log.info(
             "volcache: %s@%s complete on the volume (%s, %d files)",
             model,
@@ -342,11 +344,7 @@ class ModelStore:
                 return
             except OSError as exc:
                 if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                    raise InsufficientSpace(
-                        f"the volume filled up while downloading {model} ({f.path}): "
-                        f"{s.hub_cache} has {format_bytes(_free_bytes(s.hub_cache))} free. Partial files "
-                        "were removed. Fix: free space with `volcache prune`, or grow the volume."
-                    ) from None
+                    raise _filled_up(f"downloading {model} ({f.path})", s) from None
                 error: Exception = exc
             except IntegrityError as exc:
                 error = exc
@@ -489,6 +487,24 @@ def _space_error(model: str, commit: str, p: Preflight, s: Settings) -> Insuffic
     )
 
 
+def _filled_up(doing: str, s: Settings) -> InsufficientSpace:
+    return InsufficientSpace(
+        f"the volume filled up while {doing}: {s.hub_cache} has {format_bytes(_free_bytes(s.hub_cache))} free. "
+        "Partial files were removed. Fix: free space with `volcache prune`, or grow the volume."
+    )
+
+
+@contextlib.contextmanager
+def _volume_full_is_clear(doing: str, s: Settings) -> Iterator[None]:
+    """Turn ENOSPC/EDQUOT into the store's InsufficientSpace; the caller removed its partial file."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise _filled_up(doing, s) from None
+
+
 def _free_bytes(folder: Path) -> int:
     st = os.statvfs(folder)
     return st.f_bavail * st.f_frsize
@@ -535,8 +551,12 @@ def _write_ref(repo: Path, revision: str, commit: str) -> None:
         return
     ref.parent.mkdir(parents=True, exist_ok=True)
     tmp = ref.with_name(f".{ref.name}.{os.getpid()}.tmp")
-    tmp.write_text(commit)
-    os.replace(tmp, ref)
+    try:
+        tmp.write_text(commit)
+        os.replace(tmp, ref)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _find_readonly_snapshot(cache: Path, model: str, revision: str) -> Path | None:
