@@ -24,6 +24,7 @@ from typing import Any
 from .._cleanup import remove_stale_caches
 from .._errors import ConfigError, VolcacheError
 from .._files import is_weight_file
+from .._inuse import InUse, hold_in_use
 from .._loading import choose_strategy
 from .._logging import setup_logging
 from .._pin import pin
@@ -126,7 +127,7 @@ def prepare(settings: Settings | None = None) -> tuple[Worker, StartupReport]:
     with clock("ensure"):
         store = ModelStore(settings)
         resolution = store.resolve()
-        store.mark_used(resolution)
+        resolution = _hold(store, resolution)
     go_offline()
     task_name = normalize_task(settings.task) if settings.task else detect_task(resolution.path, resolution.model)
     with clock("load"):
@@ -149,6 +150,20 @@ def prepare(settings: Settings | None = None) -> tuple[Worker, StartupReport]:
     )
     log.info("%s", report.log_line())
     return Worker(task, settings), report
+
+
+# In-use markers live as long as the process: `volcache prune` leaves these snapshots alone.
+_HELD: list[InUse] = []
+
+
+def _hold(store: ModelStore, resolution: Resolution) -> Resolution:
+    """Mark the snapshot in use and as used now; re-resolve if a prune removed it meanwhile."""
+    if resolution.source in ("volume", "download") and resolution.commit:
+        _HELD.append(hold_in_use(store.settings, resolution.model, resolution.commit))
+        if store.find_local(resolution.model, resolution.revision) is None:
+            resolution = store.resolve(resolution.model, resolution.revision)
+    store.mark_used(resolution)
+    return resolution
 
 
 def start(argv: Sequence[str] | None = None) -> None:
