@@ -204,6 +204,11 @@ class ModelStore:
         s = self.settings
         commit, listing = self._list_remote(model, revision)
         needed = select_needed(listing, s.include)
+        if not needed:  # never record an empty model as complete: the worker would have nothing to load
+            raise StoreError(
+                f"{model}@{commit[:8]}: the Hub lists no file to load ({len(listing)} files listed). Fix: check "
+                "MODEL_NAME and MODEL_REVISION, or add the formats you need to VOLCACHE_INCLUDE."
+            )
         repo = self.repo_dir(model)
         record = read_record(record_path(s.records_dir, model, commit))
         if record is None or snapshot_mismatches(self.snapshot_dir(model, commit), record):
@@ -250,16 +255,7 @@ class ModelStore:
         entries = self._call_hub(
             lambda: list(api.list_repo_tree(model, revision=commit, recursive=True)), model, revision
         )
-        files = [
-            RemoteFile(
-                e.path,
-                int(e.size),
-                e.lfs.sha256 if e.lfs else None,
-                e.lfs.sha256 if e.lfs else str(e.blob_id),
-            )
-            for e in entries
-            if isinstance(e, RepoFile)
-        ]
+        files = [_remote_file(e) for e in entries if isinstance(e, RepoFile)]
         return commit, check_listing(files)
 
     def preflight(self, model: str, needed: Sequence[RemoteFile]) -> Preflight:
@@ -455,6 +451,15 @@ def probe_symlinks(folder: Path) -> None:
             "point VOLCACHE_VOLUME at one."
         ) from None
     probe.unlink()
+
+
+def _remote_file(entry: Any) -> RemoteFile:
+    """One file of the Hub's tree listing; a size or path of the wrong type is refused, not coerced."""
+    path, size = entry.path, entry.size
+    if not isinstance(path, str) or isinstance(size, bool) or not isinstance(size, int):
+        raise UnsafeRepoPath(f"the Hub listed {path!r} with a size of {size!r}, not a whole number of bytes.")
+    sha256 = entry.lfs.sha256 if entry.lfs else None
+    return RemoteFile(path, size, sha256, str(sha256) if entry.lfs else str(entry.blob_id))
 
 
 def _hub_error(exc: Exception, model: str, revision: str, s: Settings) -> Exception:
