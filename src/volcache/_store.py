@@ -328,6 +328,7 @@ class ModelStore:
         s = self.settings
         for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
             try:
+                self._check_answer(model, commit, f)
                 path = hf_hub_download(
                     model,
                     f.path,
@@ -366,12 +367,36 @@ class ModelStore:
             )
             time.sleep(min(8.0, 0.5 * 2**attempt))
 
+    def _check_answer(self, model: str, commit: str, f: RemoteFile) -> None:
+        """Refuse a Hub answer that would make the client write anywhere but `blobs/<oid>` of this commit.
+
+        huggingface_hub names the blob file after the ETag header and the snapshot folder after
+        X-Repo-Commit, unchecked: a broken or hostile mirror could point them outside the cache.
+        One HEAD before the download checks them (and the size) against the tree listing.
+        """
+        from huggingface_hub import get_hf_file_metadata, hf_hub_url
+
+        s = self.settings
+        url = hf_hub_url(model, f.path, revision=commit, endpoint=s.endpoint)
+        meta = get_hf_file_metadata(url, token=s.hf_token, endpoint=s.endpoint, retry_on_errors=True)
+        answers = (("ETag", meta.etag, f.oid), ("X-Repo-Commit", meta.commit_hash, commit), ("size", meta.size, f.size))
+        wrong = [f"{name} {got!r} instead of {want!r}" for name, got, want in answers if got != want]
+        if wrong:
+            raise UnsafeRepoPath(
+                f"the Hub's answer for {f.path} of {model}@{commit[:8]} contradicts its listing "
+                f"({s.redact('; '.join(wrong))}); refusing to download it."
+            )
+
     def _verify_file(self, model: str, commit: str, f: RemoteFile, path: Path) -> None:
-        """Size of every file, sha256 of LFS files, git blob id of the others; it must live inside the repo folder."""
+        """Size of every file, sha256 of LFS files, git blob id of the others; it must be `blobs/<oid>`."""
         repo = self.repo_dir(model).resolve()
         target = path.resolve()
-        if repo not in target.parents:
-            raise UnsafeRepoPath(f"{f.path} of {model} resolved to {target}, outside {repo}; refusing.")
+        pointer, blob = self.snapshot_dir(model, commit) / f.path, repo / "blobs" / f.oid
+        if path != pointer or target != blob:
+            if path == pointer and path.is_symlink():  # our own link, pointing elsewhere: never leave it
+                path.unlink()
+            where = "outside" if repo not in target.parents else "not the listed blob in"
+            raise UnsafeRepoPath(f"{f.path} of {model} resolved to {target}, {where} {repo}; refusing.")
         size = target.stat().st_size
         problem = None
         if size != f.size:
