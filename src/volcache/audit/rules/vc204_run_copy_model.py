@@ -1,0 +1,54 @@
+"""VC204: `RUN cp`/`rsync`/`tar` of model folders."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from .._dockerfile import Dockerfile
+from .._finding import Finding
+from .._locations import is_model_location
+from .._shell import copied_model_operands
+from ._base import DockerfileRule
+
+
+class RunCopyModel(DockerfileRule):
+    """Copying model folders in a `RUN` instruction.
+
+    ## What it does
+    Finds `RUN cp`, `RUN rsync` and `RUN tar --create` (shell or JSON form, anywhere in a
+    `&&` chain, after `sudo`/`env`) with a model or cache location among their operands,
+    after substituting the variables the Dockerfile sets (`cp -r $HF_HOME ...`).
+
+    ## Why is this bad?
+    The copy stores the weights a second time in the image layer (or under the mount
+    point, where the volume hides them); the seed's build cache in `/tmp/models` that was
+    later copied onto the volume started like this.
+
+    ## Example
+    ```dockerfile
+    RUN cp -r /tmp/models /app/models
+    ```
+
+    ## Use instead
+    Download or `COPY` the weights once, to the folder they are used from.
+
+    ## When it stays silent
+    For `cp -l`/`cp -s` (links), `tar` extraction (unpacking a downloaded archive), `mv`,
+    and operands that are not model locations (`cp config.json /app/`).
+    """
+
+    code = "VC204"
+    name = "run-copy-model"
+    summary = "RUN cp/rsync/tar copies model folders"
+    fix = "download or COPY the weights once, to the folder they are used from"
+
+    def check(self, dockerfile: Dockerfile) -> Iterator[Finding]:
+        for step in dockerfile.steps:
+            if step.keyword != "RUN":
+                continue
+            for command in dockerfile.run_commands(step):
+                operands = copied_model_operands(command, is_model_location, step.expand)
+                if operands:
+                    shown = ", ".join(repr(step.expand(w.text)) for w in operands)
+                    message = f"RUN `{command.program}` copies model files ({shown}): the weights are stored twice"
+                    yield self.at(dockerfile, step, command.argv[0].offset, message)

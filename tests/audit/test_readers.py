@@ -1,0 +1,232 @@
+"""The pieces under the rules: the shell lexer, the Dockerfile reader, the Python resolver."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from volcache.audit._dockerfile import Dockerfile, substitute
+from volcache.audit._files import file_kind, is_excluded
+from volcache.audit._locations import is_model_location
+from volcache.audit._python import PythonModule
+from volcache.audit._shell import copied_model_operands, split_commands
+
+# -- shell ------------------------------------------------------------------------------
+
+
+def test_shell_words_keep_offsets_and_split_on_operators() -> None:
+    text = "A=1 sudo -E cp -r '/tmp/my models' \"$HF_HOME\"/x 2>/dev/null && echo done; ls | wc"
+    commands = split_commands(text)
+    assert [c.program for c in commands] == ["cp", "echo", "ls", "wc"]
+    cp = commands[0]
+    assert [w.text for w in cp.argv] == ["cp", "-r", "/tmp/my models", "$HF_HOME/x"]
+    assert text[cp.argv[2].offset] == "'"
+    assert cp.assignments == (("A", "1"),)
+
+
+def test_shell_comments_subshells_and_substitutions() -> None:
+    commands = split_commands("cp a b # cp -r /tmp/models /x\n(cd /x && tar c $(ls models))")
+    words = [[w.text for w in c.argv] for c in commands]
+    assert words == [["cp", "a", "b"], ["cd", "/x"], ["tar", "c", "$(ls models)"]]
+
+
+@pytest.mark.parametrize(
+    ("command", "flagged"),
+    [
+        ("cp -r /tmp/models /x", ["/tmp/models"]),
+        ("cp -al /tmp/models /x", []),
+        ("cp --link -r /tmp/models /x", []),
+        ("rsync -a --exclude models /src/ /dst/", []),
+        ("rsync -a -- -odd /tmp/models", ["/tmp/models"]),
+        ("tar -xzf /w.tgz -C /models", []),
+        ("tar czf /out.tgz models", ["models"]),
+        ("tar --create -f /out.tar /app/weights", ["/app/weights"]),
+        ("mv /tmp/models /x/models", []),
+    ],
+)
+def test_copy_operands(command: str, flagged: list[str]) -> None:
+    (cmd,) = split_commands(command)
+    assert [w.text for w in copied_model_operands(cmd, is_model_location)] == flagged
+
+
+# -- model locations --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "model"),
+    [
+        ("/tmp/models", True),
+        ("/runpod-volume/models/hub/models--org--name", True),
+        ("relative/checkpoints/x", True),
+        ("/data/x.safetensors", True),
+        ("/data/*.gguf", True),
+        ("$HF_HOME", True),
+        ("${HF_HUB_CACHE}/*", True),
+        ("$HF_HOME/hub", True),
+        ("$HF_HOME/token", False),
+        ("$OUTPUT_DIR", False),
+        ("/runpod-volume", False),
+        ("/root/.cache", False),
+        ("/app/models/config.json", False),
+        ("/srv/app/src/model/user.py", False),
+        ("/models-archive", False),
+        ("*", False),
+        (None, False),
+    ],
+)
+def test_model_locations(path: str | None, model: bool) -> None:
+    assert is_model_location(path) is model
+
+
+# -- files ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [
+        ("handler.py", "python"),
+        ("Dockerfile", "dockerfile"),
+        ("Dockerfile.runpod", "dockerfile"),
+        ("worker.Dockerfile", "dockerfile"),
+        ("dockerfile", "dockerfile"),
+        ("Containerfile", "dockerfile"),
+        ("Dockerfile.dockerignore", None),
+        ("README.md", None),
+        ("handler.pyc", None),
+    ],
+)
+def test_file_kinds(name: str, kind: str | None) -> None:
+    assert file_kind(Path(name)) == kind
+
+
+def test_exclude_globs_match_the_file_or_a_folder_above_it() -> None:
+    root = Path("/project")
+    assert is_excluded(Path("/project/tests/audit/fixtures/VC101.py"), ["tests/audit/fixtures"], root)
+    assert is_excluded(Path("/project/a/legacy_x.py"), ["**/legacy_*.py"], root)
+    assert is_excluded(Path("/project/vendor/x.py"), ["vendor"], root)
+    assert not is_excluded(Path("/project/src/x.py"), ["tests"], root)
+
+
+# -- Dockerfile -------------------------------------------------------------------------
+
+
+def test_dockerfile_continuations_comments_and_positions() -> None:
+    text = "FROM x\nENV A=1 \\\n# inside\n\n    HF_HOME=/tmp/models\nRUN echo hi\n"
+    dockerfile = Dockerfile("Dockerfile", text, ("/runpod-volume",))
+    env = dockerfile.steps[1]
+    assert [s.keyword for s in dockerfile.steps] == ["FROM", "ENV", "RUN"]
+    entries = list(dockerfile.env_entries(env))
+    assert [(k, v) for k, v, _ in entries] == [("A", "1"), ("HF_HOME", "/tmp/models")]
+    assert env.instruction.where(entries[1][2]) == (5, 5)
+    assert (env.instruction.line, env.instruction.end_line) == (2, 5)
+
+
+def test_dockerfile_escape_directive_and_legacy_env() -> None:
+    text = "# escape=`\nFROM x\nENV HF_HOME /tmp/my models\nRUN cp -r /tmp/models `\n    /app/models\n"
+    dockerfile = Dockerfile("Dockerfile", text, ())
+    assert dockerfile.stage_env(0) == {"HF_HOME": "/tmp/my models"}
+    (command,) = dockerfile.run_commands(dockerfile.steps[2])
+    assert [w.text for w in command.argv] == ["cp", "-r", "/tmp/models", "/app/models"]
+    assert dockerfile.steps[2].instruction.where(command.argv[3].offset) == (5, 5)
+
+
+def test_dockerfile_stages_args_and_workdir() -> None:
+    text = (
+        "ARG ROOT=/runpod-volume\n"
+        "FROM python AS base\n"
+        "ARG ROOT\n"
+        "ENV HF_HOME=${ROOT}/models HF_HUB_CACHE=${HF_HOME}/hub\n"
+        "WORKDIR /srv\n"
+        "FROM base AS final\n"
+        "WORKDIR app\n"
+        "RUN true\n"
+        "FROM python AS other\n"
+    )
+    dockerfile = Dockerfile("Dockerfile", text, ("/runpod-volume",))
+    final = dockerfile.steps[-2]
+    assert final.env["HF_HOME"] == "/runpod-volume/models"
+    assert final.env["HF_HUB_CACHE"] == "${HF_HOME}/hub"  # within one ENV, earlier pairs are not visible
+    assert final.workdir == "/srv/app"
+    assert dockerfile.cache_on_volume(1) == "HF_HOME"
+    assert dockerfile.cache_on_volume(2) is None
+
+
+def test_substitution_forms() -> None:
+    env = {"A": "/a", "EMPTY": ""}
+    assert substitute("$A/${A}/${B:-/d}/${EMPTY:-x}/${A:+y}/$B", env) == "/a//a//d/x/y/$B"
+
+
+def test_dockerfile_json_forms_and_heredoc() -> None:
+    text = (
+        'FROM x\nRUN ["/bin/sh", "-c", "cp -r /tmp/models /app/models"]\nRUN <<EOT\nrsync -a /tmp/models /m\nEOT\n'
+        "RUN echo after\n"
+    )
+    dockerfile = Dockerfile("Dockerfile", text, ())
+    assert [s.keyword for s in dockerfile.steps] == ["FROM", "RUN", "RUN", "RUN"]
+    assert [c.program for c in dockerfile.run_commands(dockerfile.steps[1])] == ["cp"]
+    (rsync,) = dockerfile.run_commands(dockerfile.steps[2])
+    assert dockerfile.steps[2].instruction.where(rsync.argv[0].offset) == (4, 1)
+
+
+def test_volume_instruction_adds_a_mount_point_and_marks_a_volume_worker() -> None:
+    dockerfile = Dockerfile("Dockerfile", 'FROM python\nVOLUME ["/data"]\nENV HF_HOME=/data/models\n', ())
+    assert dockerfile.mount_points == ("/data",)
+    assert dockerfile.is_volume_worker
+    assert not Dockerfile("Dockerfile", "FROM python\nENV HF_HOME=/tmp/models\n", ()).is_volume_worker
+
+
+# -- Python resolver --------------------------------------------------------------------
+
+
+def _value_of_last_call_arg(source: str) -> str | None:
+    module = PythonModule("m.py", source)
+    call = [n for n in ast.walk(module.tree) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "use"][-1]
+    return module.resolver.value(call.args[0])
+
+
+@pytest.mark.parametrize(
+    ("source", "value"),
+    [
+        ('x = "/a"\nuse(x)', "/a"),
+        ('x = "/a"\nx = "/b"\nuse(x)', "/b"),
+        ('x = "/a"\nuse(x)\nx = "/b"', "/a"),
+        ('import os\nuse(os.path.join("/a", "b", "/c", "d"))', "/c/d"),
+        ('from pathlib import Path\nuse(Path("/a") / "b" / name)', "/a/b/*"),
+        ('from pathlib import Path\nuse(Path.home() / ".cache" / "huggingface")', "~/.cache/huggingface"),
+        ('import os\nuse(os.environ["HF_HOME"] + "/hub")', "$HF_HOME/hub"),
+        ('import os\nuse(os.environ.get("HF_HOME") or "/default")', "$HF_HOME"),
+        ('from os import getenv\nuse(getenv("TORCH_HOME", "/x"))', "$TORCH_HOME"),
+        ('base = "/v"\nuse(f"{base}/models/{name}")', "/v/models/*"),
+        ('use("%s/models" % root)', "*/models"),
+        ('use("{}/models".format(root))', "*/models"),
+        ('use("/".join(["", "tmp", "models"]))', "/tmp/models"),
+        ('from pathlib import Path\nuse(Path("/a").joinpath("b", "c").resolve())', "/a/b/c"),
+        ("use(self.cache_dir)", None),
+        ("use(get_dir())", None),
+        ('def f(p="/d"):\n    use(p)', "/d"),
+        ('def f(p):\n    use(p)\nf("/tmp/models")\nf("/other")', "/tmp/models"),
+        ('def f(p):\n    use(p)\nf("/one")\nf("/other")', None),
+        ('def f(*, p):\n    use(p)\nf(p="/kw")', "/kw"),
+        ('ROOT = "/r"\ndef f():\n    use(ROOT)', "/r"),
+        ('ROOT = "/r"\nclass C:\n    ROOT = "/class"\n    def m(self):\n        use(ROOT)', "/r"),
+        ('def f():\n    use(x)\n    x = "/late"', None),
+        ('for p in ["/a"]:\n    use(p)', None),
+        ('a, b = "/a", "/b"\nuse(b)', "/b"),
+    ],
+)
+def test_resolver(source: str, value: str | None) -> None:
+    assert _value_of_last_call_arg(source) == value
+
+
+def test_resolver_stops_on_recursion() -> None:
+    source = "def f(p):\n    f(p)\n    use(p)\n"
+    assert _value_of_last_call_arg(source) is None
+
+
+def test_columns_count_characters_not_bytes() -> None:
+    source = 'import shutil\nx = "é"; shutil.copytree("/tmp/models", "/runpod-volume/models")\n'
+    module = PythonModule("m.py", source)
+    call = next(n for n in ast.walk(module.tree) if isinstance(n, ast.Call))
+    assert module.col(call) == 10
