@@ -14,7 +14,7 @@ from volcache.worker import _startup
 
 def test_hold_marks_the_snapshot_in_use_and_used(volume: Path, hub: HubEmulator) -> None:
     store = ModelStore(make_settings(volume, HF_ENDPOINT=hub.url))
-    resolution = _startup._hold(store, store.resolve("org/tiny"))
+    resolution = _startup._hold(store, store.resolve("org/tiny"), store.settings)
     try:
         assert resolution.commit is not None
         assert [m.holder.pid for m in live_users(store.settings, "org/tiny", resolution.commit) if m.holder]

@@ -34,6 +34,10 @@ def test_prepare_runs_the_phases_in_the_contract_order(tmp_path: Path, monkeypat
             calls.append("ensure")
             return Resolution("org/name", "main", snapshot, "volume", "a" * 40, 10)
 
+        def find_local(self, model: str, revision: str) -> Resolution:
+            calls.append("recheck")  # after the in-use marker: a prune may have run meanwhile
+            return Resolution(model, revision, snapshot, "volume", "a" * 40, 10)
+
         def mark_used(self, resolution: Resolution) -> None:
             calls.append("mark_used")
 
@@ -59,7 +63,12 @@ def test_prepare_runs_the_phases_in_the_contract_order(tmp_path: Path, monkeypat
     monkeypatch.setattr(startup, "load_model", load)
     monkeypatch.setattr(startup, "resolve_device", lambda requested: "cpu")
     worker, report = startup.prepare(settings)
-    assert calls == ["pin", "cleanup", "store", "ensure", "mark_used", "offline", "load embeddings snap", "warmup"]
+    for held in startup._HELD:
+        held.release()
+    startup._HELD.clear()
+    assert calls == [
+        "pin", "cleanup", "store", "ensure", "recheck", "mark_used", "offline", "load embeddings snap", "warmup"
+    ]  # fmt: skip
     assert isinstance(worker, Worker)
     assert list(report.timings) == ["pin", "cleanup", "ensure", "load", "warmup", "total"]
     line = report.log_line()

@@ -4,7 +4,10 @@ The order is the contract (ARCHITECTURE.md): the caches are pinned before any Hu
 library is imported (I7), stale build caches are deleted before anything is downloaded (I6), the
 model is found or downloaded once on the volume (I2–I4), and it is loaded from its snapshot folder
 with the Hub switched off, so a warm start makes no network request (I5). One log line,
-`volcache: started {json}`, reports the timings and the disk facts.
+`volcache: started {json}`, reports the timings and the disk facts: `timings_s` holds the phases
+(pin, cleanup, ensure, load, warmup, total from `prepare()`), `load_s` splits the load (import,
+construct, prefetch_wait), `prefetch` says what the background read did, and
+`since_process_start_s` adds the interpreter's own start-up, as a user waits for it.
 """
 
 from __future__ import annotations
@@ -25,13 +28,13 @@ from .._cleanup import remove_stale_caches
 from .._errors import ConfigError, VolcacheError
 from .._files import is_weight_file
 from .._inuse import InUse, hold_in_use
-from .._loading import choose_strategy
+from .._loading import Prefetch, choose_strategy, start_prefetch
 from .._logging import setup_logging
 from .._pin import pin
 from .._settings import Settings
 from .._store import ModelStore, Resolution
 from ._handler import Worker
-from ._load import detect_task, load_model, normalize_task, resolve_device
+from ._load import detect_task, load_model, load_phases, normalize_task, resolve_device
 
 log = logging.getLogger("volcache.worker")
 
@@ -66,6 +69,9 @@ class StartupReport:
     timings: Mapping[str, float]
     disk: DiskFacts
     stale_bytes_freed: int = 0
+    load_split: Mapping[str, float] = dataclasses.field(default_factory=dict)  # import, construct, prefetch_wait
+    prefetch: Mapping[str, float] | None = None  # bytes, seconds, threads of the background read
+    since_process_start: float | None = None  # seconds from the process's start to the end of warm-up
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -80,6 +86,9 @@ class StartupReport:
             "downloaded_bytes": self.downloaded_bytes,
             "stale_bytes_freed": self.stale_bytes_freed,
             "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
+            "load_s": {k: round(v, 3) for k, v in self.load_split.items()},
+            "prefetch": dict(self.prefetch) if self.prefetch is not None else None,
+            "since_process_start_s": round(self.since_process_start, 3) if self.since_process_start else None,
             "disk": dataclasses.asdict(self.disk),
         }
 
@@ -127,13 +136,16 @@ def prepare(settings: Settings | None = None) -> tuple[Worker, StartupReport]:
     with clock("ensure"):
         store = ModelStore(settings)
         resolution = store.resolve()
-        resolution = _hold(store, resolution)
+        resolution = _hold(store, resolution, settings)
+    strategy = choose_strategy(settings.load, resolution.path)
+    prefetch = start_prefetch(resolution.path, strategy)  # reads on while the libraries are imported
     go_offline()
     task_name = normalize_task(settings.task) if settings.task else detect_task(resolution.path, resolution.model)
-    with clock("load"):
+    with clock("load"), load_phases() as load_split:
         task = load_model(resolution.path, task_name, settings)
     with clock("warmup"):
         task.warmup()
+    timings, age = clock.total(), process_age()
     report = StartupReport(
         model=resolution.model,
         revision=resolution.revision,
@@ -142,11 +154,14 @@ def prepare(settings: Settings | None = None) -> tuple[Worker, StartupReport]:
         source=resolution.source,
         path=resolution.path,
         device=resolve_device(settings.device),
-        load_strategy=choose_strategy(settings.load, resolution.path),
+        load_strategy=strategy,
         downloaded_bytes=resolution.downloaded_bytes,
-        timings=clock.total(),
+        timings=timings,
         disk=disk_facts(settings, resolution),
         stale_bytes_freed=cleanup.bytes_freed,
+        load_split=load_split,
+        prefetch=_prefetch_facts(prefetch),
+        since_process_start=age,
     )
     log.info("%s", report.log_line())
     return Worker(task, settings), report
@@ -156,10 +171,10 @@ def prepare(settings: Settings | None = None) -> tuple[Worker, StartupReport]:
 _HELD: list[InUse] = []
 
 
-def _hold(store: ModelStore, resolution: Resolution) -> Resolution:
+def _hold(store: ModelStore, resolution: Resolution, settings: Settings) -> Resolution:
     """Mark the snapshot in use and as used now; re-resolve if a prune removed it meanwhile."""
     if resolution.source in ("volume", "download") and resolution.commit:
-        _HELD.append(hold_in_use(store.settings, resolution.model, resolution.commit))
+        _HELD.append(hold_in_use(settings, resolution.model, resolution.commit))
         if store.find_local(resolution.model, resolution.revision) is None:
             resolution = store.resolve(resolution.model, resolution.revision)
     store.mark_used(resolution)
@@ -241,6 +256,23 @@ def _printing(handler: Callable[[Any], Awaitable[Any]]) -> Callable[[Any], Await
         return output
 
     return printing_handler
+
+
+# -- timing facts ---------------------------------------------------------------------------------
+def _prefetch_facts(prefetch: Prefetch | None) -> dict[str, float] | None:
+    if prefetch is None:
+        return None
+    return {"bytes": prefetch.bytes_read, "seconds": round(prefetch.seconds, 3), "threads": prefetch.threads}
+
+
+def process_age() -> float | None:
+    """Seconds since this process started (Linux: /proc), or None where that cannot be read."""
+    try:
+        start_ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 # -- disk facts ----------------------------------------------------------------------------------
