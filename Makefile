@@ -1,6 +1,6 @@
 # volcache developer commands. Each target creates .venv and installs what it needs.
 #   make demo   run the worker locally on the embedded all-MiniLM-L6-v2 (no internet needed)
-#   make test   ruff, mypy and the whole pytest suite
+#   make test   ruff, mypy, volcache audit of our own code, and the whole pytest suite
 #   make bench  the benchmark suite (tables on stdout, plots in bench/results/)
 PYTHON ?= python3
 VENV ?= .venv
@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.volcache-installed
 
-.PHONY: install demo test lint typecheck pytest bench clean
+.PHONY: install demo test lint typecheck audit pytest bench clean
 
 install: $(STAMP)
 
@@ -30,10 +30,14 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# The project must keep its own contract: no code path or Dockerfile line duplicates weights.
+audit: $(STAMP)
+	$(BIN)/volcache audit src Dockerfile.runpod
+
 pytest: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-test: lint typecheck pytest
+test: lint typecheck audit pytest
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -59,7 +59,7 @@ def test_hard_links_count_once_and_symlinks_are_not_followed(deployment: Deploym
 def test_paths_given_are_their_own_location(deployment: Deployment, container: Path, tmp_path: Path) -> None:
     extra = tmp_path / "extra"
     extra.mkdir()
-    shutil.copyfile(deployment.weight_files()[0], extra / "copy.bin")
+    shutil.copyfile(deployment.weight_files()[0], extra / "copy.bin")  # volcache: ignore[VC101] the planted duplicate
     data = _du(deployment, container, str(extra))
     names = [loc["name"] for loc in data["locations"]]
     assert names == ["volume", "container disk", str(extra)]
