@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import sys
 from typing import Any
 
 import click
@@ -67,17 +66,7 @@ def cli() -> None:
 
 def main(argv: list[str] | None = None) -> Any:
     """Entry point: run the CLI, turning volcache's errors into one line and exit 1."""
-    from .._errors import ConfigError, VolcacheError
-    from .._settings import Settings
+    from .._logging import errors_as_one_line
 
-    try:
+    with errors_as_one_line():
         return cli.main(args=argv, prog_name="volcache", standalone_mode=True)
-    except VolcacheError as exc:
-        try:
-            debug = Settings.from_env().debug
-        except ConfigError:
-            debug = False
-        if debug:
-            raise
-        click.echo(f"volcache: error: {exc}", err=True)
-        sys.exit(1)

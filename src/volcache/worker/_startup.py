@@ -25,11 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from .._cleanup import remove_stale_caches
-from .._errors import ConfigError, VolcacheError
 from .._files import is_weight_file
 from .._inuse import InUse, hold_in_use
 from .._loading import Prefetch, choose_strategy, start_prefetch
-from .._logging import setup_logging
+from .._logging import errors_as_one_line, setup_logging
 from .._pin import pin
 from .._settings import Settings
 from .._store import ModelStore, Resolution
@@ -207,17 +206,8 @@ def start(argv: Sequence[str] | None = None) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """`python -m volcache.worker`: `start`, with volcache's errors as one line and exit status 1."""
-    try:
+    with errors_as_one_line():
         start(argv)
-    except VolcacheError as exc:
-        try:
-            debug = Settings.from_env().debug
-        except ConfigError:
-            debug = False
-        if debug:
-            raise
-        print(f"volcache: error: {exc}", file=sys.stderr, flush=True)
-        sys.exit(1)
 
 
 def runs_once(argv: Sequence[str], settings: Settings) -> bool:
