@@ -78,8 +78,10 @@ def choose_strategy(requested: str, snapshot: Path) -> Strategy:
 class Prefetch:
     """Read files in parallel, in large chunks, into the page cache; runs in background threads.
 
-    The bytes are discarded as they arrive (one reusable buffer per thread): the point is the
-    page cache, not another copy in memory.
+    Each file is opened once and its descriptor shared by the threads (`pread` has no file
+    position): on a network filesystem every open is a round trip, and on a FUSE mount without
+    `keep_cache` an open drops the pages read so far. The bytes are discarded as they arrive
+    (one reusable buffer per thread): the point is the page cache, not another copy in memory.
     """
 
     def __init__(self, files: Iterable[Path], threads: int = THREADS, chunk: int = CHUNK) -> None:
@@ -92,6 +94,10 @@ class Prefetch:
         self._done = threading.Event()
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
 
     def start(self) -> Prefetch:
         self._thread = threading.Thread(target=self._run, name="volcache-prefetch", daemon=True)
@@ -106,35 +112,56 @@ class Prefetch:
 
     def _run(self) -> None:
         start = time.perf_counter()
-        jobs = [(f, off) for f in self.files for off in range(0, max(f.stat().st_size, 1), self.chunk)]
+        fds: dict[Path, int] = {}
         local = threading.local()
         try:
-            with concurrent.futures.ThreadPoolExecutor(self.threads) as pool:
+            for f in self.files:
+                fds[f] = os.open(f, os.O_RDONLY)
+            jobs = [(fds[f], off) for f in self.files for off in range(0, os.fstat(fds[f]).st_size, self.chunk)]
+            with concurrent.futures.ThreadPoolExecutor(self.threads, thread_name_prefix="volcache-prefetch") as pool:
                 for n in pool.map(lambda job: self._read(job[0], job[1], local), jobs):
                     with self._lock:
                         self.bytes_read += n
         except OSError as exc:
             self._error = exc
         finally:
+            for fd in fds.values():
+                os.close(fd)
             self.seconds = time.perf_counter() - start
             self._done.set()
 
-    def _read(self, path: Path, offset: int, local: threading.local) -> int:
+    def _read(self, fd: int, offset: int, local: threading.local) -> int:
         buf = getattr(local, "buf", None)
         if buf is None:
             buf = local.buf = bytearray(self.chunk)
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            return os.preadv(fd, [buf], offset)
-        finally:
-            os.close(fd)
+        return os.preadv(fd, [buf], offset)
+
+
+_started: dict[str, Prefetch] = {}
+_started_lock = threading.Lock()
 
 
 def start_prefetch(snapshot: Path, strategy: Strategy) -> Prefetch | None:
-    """Start reading the weights now, to overlap the imports; None unless the strategy is prefetch."""
+    """Start reading the weights now, in the background; None unless the strategy is prefetch.
+
+    Call it as early as possible (the worker does, right after the store resolves the
+    snapshot) so the reads overlap the imports; `claim_prefetch` hands it to the loader.
+    """
     if strategy != "prefetch":
         return None
-    return Prefetch(weight_files(snapshot)).start()
+    prefetch = Prefetch(weight_files(snapshot)).start()
+    with _started_lock:
+        _started[os.path.realpath(snapshot)] = prefetch
+    return prefetch
+
+
+def claim_prefetch(snapshot: Path, strategy: Strategy) -> Prefetch | None:
+    """The prefetch `start_prefetch` began for `snapshot` (once), or a new one; None unless prefetch."""
+    if strategy != "prefetch":
+        return None
+    with _started_lock:
+        prefetch = _started.pop(os.path.realpath(snapshot), None)
+    return prefetch or Prefetch(weight_files(snapshot)).start()
 
 
 def from_pretrained_kwargs(strategy: Strategy) -> dict[str, object]:

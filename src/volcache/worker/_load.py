@@ -6,14 +6,18 @@ where weights are read, so how they are read (`VOLCACHE_LOAD`) is decided here a
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
 import logging
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from .._errors import ConfigError
-from .._loading import choose_strategy, from_pretrained_kwargs, start_prefetch
+from .._loading import choose_strategy, claim_prefetch, from_pretrained_kwargs
 from .._settings import Settings
 from ._schemas import Limits
 from ._tasks import EmbeddingsTask, GenerationTask, PipelineTask, Task, heavy
@@ -105,35 +109,85 @@ def load_model(path: Path, task: str, settings: Settings) -> Task:
     `path` is the snapshot folder on the volume (never a repo id), so no library asks the Hub.
     `settings.load` (`VOLCACHE_LOAD`, see `volcache._loading`) says how the weight files are
     read in place: `mmap` (the libraries' default), `read` (whole files into memory) or
-    `prefetch` (parallel reads into the page cache while torch is imported); `auto` picks
-    `prefetch` on network filesystems and `mmap` on local disks. Nothing is copied.
+    `prefetch` (parallel reads into the page cache); `auto` picks `prefetch` on network
+    filesystems and `mmap` on local disks. Nothing is copied.
+
+    A prefetch that `prepare()` started when the store resolved the snapshot is claimed here; it
+    runs on while torch and the model libraries are imported and while the model is built (the
+    loader's reads then find its pages in the page cache or wait on those in flight, so no byte
+    is fetched twice), and is awaited at the end, before the warm-up touches the weights.
+    Overlapping the build measured faster than waiting before it (docs/performance.md). Inside
+    `load_phases()` the time of each step is recorded: import, construct, prefetch_wait.
     """
     strategy = choose_strategy(settings.load, path)
-    prefetch = start_prefetch(path, strategy)  # reads the weights while torch is imported
-    device = resolve_device(settings.device)
+    prefetch = claim_prefetch(path, strategy)
     limits = Limits.from_settings(settings)
     folder = str(path)
-    _quiet_progress_bars()
-    if prefetch is not None:
-        prefetch.wait()
-    read_kwargs = from_pretrained_kwargs(strategy)
+    with _phase("import"):
+        device = resolve_device(settings.device)
+        _quiet_progress_bars()
+        library = heavy("sentence_transformers" if task == EMBEDDINGS else "transformers")
+        read_kwargs = from_pretrained_kwargs(strategy)
+        name = task if task in (EMBEDDINGS, TEXT_GENERATION) else check_pipeline_task(task)
+    with _phase("construct"):
+        loaded = _construct(library, folder, name, device, limits, read_kwargs)
+    with _phase("prefetch_wait"):
+        if prefetch is not None:
+            prefetch.wait()
+            log.info(
+                "volcache: prefetched %d bytes in %.2fs (%d threads)",
+                prefetch.bytes_read,
+                prefetch.seconds,
+                prefetch.threads,
+            )
+    return loaded
+
+
+def _construct(
+    library: Any, folder: str, task: str, device: str, limits: Limits, read_kwargs: dict[str, object]
+) -> Task:
     if task == EMBEDDINGS:
-        model = heavy("sentence_transformers").SentenceTransformer(
+        model = library.SentenceTransformer(
             folder, device=device, local_files_only=True, model_kwargs=read_kwargs or None
         )
         return EmbeddingsTask(model, limits)
-    transformers = heavy("transformers")
     if task == TEXT_GENERATION:
-        tokenizer = transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True)
-        lm = transformers.AutoModelForCausalLM.from_pretrained(
+        tokenizer = library.AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        lm = library.AutoModelForCausalLM.from_pretrained(
             folder, local_files_only=True, **_dtype_kwargs(device), **read_kwargs
         )
         lm.to(device).eval()
         return GenerationTask(lm, tokenizer, device, limits)
-    name = check_pipeline_task(task)
     # pipeline() passes local_files_only itself in offline mode (go_offline() ran before the load).
-    pipe = transformers.pipeline(name, model=folder, device=device, model_kwargs=read_kwargs)
-    return PipelineTask(pipe, name)
+    pipe = library.pipeline(task, model=folder, device=device, model_kwargs=read_kwargs)
+    return PipelineTask(pipe, task)
+
+
+_load_phases: contextvars.ContextVar[dict[str, float] | None] = contextvars.ContextVar(
+    "volcache_load_phases", default=None
+)
+
+
+@contextlib.contextmanager
+def load_phases() -> Iterator[dict[str, float]]:
+    """Collect, in the dict it yields, the seconds each step of `load_model` called inside takes."""
+    phases: dict[str, float] = {}
+    token = _load_phases.set(phases)
+    try:
+        yield phases
+    finally:
+        _load_phases.reset(token)
+
+
+@contextlib.contextmanager
+def _phase(name: str) -> Iterator[None]:
+    began = time.perf_counter()
+    try:
+        yield
+    finally:
+        phases = _load_phases.get()
+        if phases is not None:
+            phases[name] = phases.get(name, 0.0) + time.perf_counter() - began
 
 
 def _quiet_progress_bars() -> None:
