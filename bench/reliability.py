@@ -102,7 +102,9 @@ def render(
         "**Every fault survived, 0 bytes lost, 0 bytes duplicated.**"
         if total.trials and total.survived == total.trials and total.lost == total.duplicated == 0
         else f"**{total.trials - total.survived} of {total.trials} trials broke the contract** "
-        f"({_bytes(total.lost)} bytes lost, {_bytes(total.duplicated)} duplicated)."
+        f"({_bytes(total.lost)} bytes lost, {_bytes(total.duplicated)} duplicated): "
+        + "; ".join(f"{r.fault} ({r.trials - r.survived} of {r.trials})" for r in rows if r.survived < r.trials)
+        + "."
     )
     out = [
         "# volcache reliability report",

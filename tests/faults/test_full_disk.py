@@ -70,6 +70,14 @@ def _expected(root: Path, repo: str, files: dict[str, int]) -> Expected:
     return Expected.from_folder(repo, root / repo, [*files, "config.json"])
 
 
+def _size(path: Path) -> int:
+    """Size of a file that may vanish (a partial download renamed or removed meanwhile)."""
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
 def fill(path: Path) -> int:
     """Another writer: take every free byte of the filesystem holding `path`; returns bytes written."""
     written = 0
@@ -113,7 +121,7 @@ def _fill_during_download(volume: Path, root: Path, trial: Trial, *, worker: boo
         else:
             fetch = spawn(env, "fetch", BIG)
         partial = wait_for(
-            lambda: [p for p in incomplete_files(volume) if p.stat().st_size > 1_000_000] or fetch.poll() is not None,
+            lambda: [p for p in incomplete_files(volume) if _size(p) > 1_000_000] or fetch.poll() is not None,
             120,
             "the big download to be under way",
         )
