@@ -211,12 +211,6 @@ def test_any_job_input_gets_an_answer_and_the_worker_lives_on(kind: str, tmp_pat
         assert "error" not in answer, f"a valid job failed after {count} malformed ones: {answer}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="worker bug: unknown field names (and an unknown openai_route) are quoted as sent, so a client puts "
-    "newlines into the error and into the worker's log line 'job ... refused: ...' (log injection), and a 1 MB "
-    "name comes back whole; quote them with repr() and cut them short in volcache/worker/_schemas.py",
-)
 @pytest.mark.parametrize("kind", list(VALID))
 def test_a_field_name_with_a_newline_gives_a_one_line_error(kind: str, tmp_path: Path) -> None:
     (answer,) = _run(_worker(kind, tmp_path), {"id": "j", "input": {"\nINFO volcache: forged log line": 1}})

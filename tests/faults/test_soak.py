@@ -182,15 +182,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, minilm_hub: HubEmulator) ->
 
 
 # RunPod's local API (and a worker with VOLCACHE_CONCURRENCY > 1) runs jobs at the same time.
-_CONCURRENT_RACE = pytest.mark.xfail(
-    strict=False,
-    reason="worker bug, not the store's: concurrent EmbeddingsTask.embed calls share the fast tokenizer, whose "
-    "padding state is per call, and a job fails now and then with 'expected sequence of length 12 at dim 1 "
-    "(got 13)'; serialising encode (a lock in volcache/worker/_tasks.py) fixes it",
-)
-
-
-@pytest.mark.parametrize("clients", [1, pytest.param(4, marks=_CONCURRENT_RACE)], ids=["1-client", "4-clients"])
+@pytest.mark.parametrize("clients", [1, 4], ids=["1-client", "4-clients"])
 def test_a_long_stream_of_mixed_jobs_is_answered_correctly_by_one_worker(
     clients: int, served: _Served, trial_log: TrialLog
 ) -> None:

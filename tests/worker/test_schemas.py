@@ -122,7 +122,7 @@ def test_openai_chat_becomes_a_native_request_and_ignores_unknown_fields() -> No
 def test_openai_envelope_and_embeddings() -> None:
     job = validate(OpenAIJob, {"openai_route": "v1/models/"}, LIMITS, what="job")
     assert job.openai_route == "/v1/models" and job.openai_input == {}
-    assert "'/v1/completions' is not served" in error_of(OpenAIJob, {"openai_route": "/v1/completions"})
+    assert "`/v1/completions` is not served" in error_of(OpenAIJob, {"openai_route": "/v1/completions"})
     emb = validate(OpenAIEmbeddingsRequest, {"input": "x", "encoding_format": "base64"}, LIMITS, what="job")
     assert emb.encoding_format == "base64"
     assert "`encoding_format`" in error_of(OpenAIEmbeddingsRequest, {"input": "x", "encoding_format": "int8"})

@@ -269,7 +269,7 @@ class OpenAIJob(_Strict):
     def _known_route(cls, value: str) -> str:
         route = "/" + value.strip().strip("/")
         if route not in OPENAI_ROUTES:
-            raise ValueError(f"{value!r} is not served (use {', '.join(OPENAI_ROUTES)})")
+            raise ValueError(f"{quote_name(value)} is not served (use {', '.join(OPENAI_ROUTES)})")
         return route
 
 
@@ -338,20 +338,26 @@ def describe(exc: ValidationError, model: type[BaseModel]) -> str:
     """The problems of a `ValidationError` as one clause each, joined with semicolons."""
     problems: list[str] = []
     for err in exc.errors(include_url=False):
-        loc = ".".join(str(p) for p in err["loc"] if not _is_type_tag(p))
+        loc = quote_name(".".join(str(p) for p in err["loc"] if not _is_type_tag(p)))
         msg = err["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
         if err["type"] == "extra_forbidden":
             known = ", ".join(f"`{name}`" for name in model.model_fields)
-            text = f"`{loc}` is not a field of this job (known fields: {known})"
+            text = f"{loc} is not a field of this job (known fields: {known})"
         elif err["type"] == "missing":
-            text = f"`{loc}` is required"
+            text = f"{loc} is required"
         elif loc:
-            text = f"`{loc}` {_lower_first(msg)}"
+            text = f"{loc} {_lower_first(msg)}"
         else:
             text = msg
         if text not in problems:
             problems.append(text)
     return "; ".join(problems)
+
+
+def quote_name(name: str, limit: int = 64) -> str:
+    """A client-chosen name, safe to echo: one line (escapes shown, as repr does), at most `limit` characters."""
+    shown = repr(name[:limit])[1:-1] + ("…" if len(name) > limit else "")
+    return f"`{shown}`"
 
 
 def _is_type_tag(part: Any) -> bool:

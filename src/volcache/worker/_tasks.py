@@ -43,6 +43,9 @@ class EmbeddingsTask:
     def __init__(self, model: Any, limits: Limits) -> None:
         self.model = model
         self.limits = limits
+        # The fast tokenizer keeps its padding and truncation state per call: two jobs encoding
+        # at once (VOLCACHE_CONCURRENCY > 1, or RunPod's local API) corrupt each other's batch.
+        self._lock = threading.Lock()
 
     @property
     def dimensions(self) -> int:
@@ -54,13 +57,15 @@ class EmbeddingsTask:
         native = self.dimensions
         if dimensions is not None and dimensions > native:
             raise JobError(f"dimensions={dimensions} is above this model's {native}; ask for {native} or fewer.")
-        vectors = self.model.encode(
-            list(texts),
-            batch_size=min(len(texts), 32),
-            normalize_embeddings=normalize and dimensions is None,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
+        with self._lock:
+            vectors = self.model.encode(
+                list(texts),
+                batch_size=min(len(texts), 32),
+                normalize_embeddings=normalize and dimensions is None,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+            prompt_tokens = self._count_tokens(texts)
         if dimensions is not None:
             vectors = vectors[:, :dimensions]
             if normalize:
@@ -69,7 +74,7 @@ class EmbeddingsTask:
                 norms = np.linalg.norm(vectors, axis=1, keepdims=True)
                 vectors = vectors / np.maximum(norms, 1e-12)
         rows = [[float(x) for x in row] for row in vectors]
-        return Embedded(rows, len(rows[0]) if rows else native, self._count_tokens(texts))
+        return Embedded(rows, len(rows[0]) if rows else native, prompt_tokens)
 
     def _count_tokens(self, texts: Sequence[str]) -> int:
         tokenizer = getattr(self.model, "tokenizer", None)
