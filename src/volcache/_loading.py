@@ -4,7 +4,8 @@ On a network filesystem, memory-mapped safetensors loading faults in one page at
 reported 5–50× slower than large parallel reads. Copying to local disk is not allowed (I1), so
 the lever is how the file is read in place: `prefetch` reads every weight file with several
 threads in large chunks, which fills the page cache while the interpreter imports torch and
-builds the model; the load that follows then reads from memory. Nothing is written to disk.
+builds the model; the load then finds its pages in memory, or waits on those in flight.
+Nothing is written to disk. docs/performance.md has the measurements behind `auto`.
 """
 
 from __future__ import annotations
@@ -67,12 +68,46 @@ def weight_files(snapshot: Path) -> list[Path]:
 
 
 def choose_strategy(requested: str, snapshot: Path) -> Strategy:
-    """`auto` picks `prefetch` on network and FUSE filesystems and `mmap` on local disks."""
+    """`auto` picks `prefetch` on network and FUSE filesystems; on a local disk, `mmap` when the weights
+    are in the page cache already and `prefetch` when they are not (the faster of the two in each
+    case, as `python -m bench netfs` measures: parallel reads beat page faults on a cold disk too,
+    but a second pass over cached pages only costs time).
+    """
     if requested in ("mmap", "read", "prefetch"):
         return requested  # type: ignore[return-value]
     files = weight_files(snapshot)
     mount = mount_of(files[0] if files else snapshot)
-    return "prefetch" if mount is not None and mount.is_network else "mmap"
+    if mount is not None and mount.is_network:
+        return "prefetch"
+    return "prefetch" if files and not page_cached(files) else "mmap"
+
+
+def page_cached(files: Iterable[Path], samples: int = 16) -> bool:
+    """True when sampled pages of every file are in the page cache; False when one is not, or no one can tell.
+
+    Reads with `RWF_NOWAIT` (Linux `preadv2`) return EAGAIN instead of waiting for the disk, so
+    the probe reads nothing from the disk. Where the flag is missing, the answer is False.
+    """
+    flag = getattr(os, "RWF_NOWAIT", None)
+    if flag is None:
+        return False
+    buf = bytearray(4096)
+    for path in files:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            return False
+        try:
+            size = os.fstat(fd).st_size
+            for i in range(samples):
+                offset = (size * i // samples) // 4096 * 4096
+                if os.preadv(fd, [buf], offset, flag) < min(4096, size - offset):
+                    return False
+        except OSError:  # EAGAIN: not cached; EOPNOTSUPP: this filesystem cannot say
+            return False
+        finally:
+            os.close(fd)
+    return True
 
 
 class Prefetch:
@@ -156,12 +191,16 @@ def start_prefetch(snapshot: Path, strategy: Strategy) -> Prefetch | None:
 
 
 def claim_prefetch(snapshot: Path, strategy: Strategy) -> Prefetch | None:
-    """The prefetch `start_prefetch` began for `snapshot` (once), or a new one; None unless prefetch."""
-    if strategy != "prefetch":
-        return None
+    """The prefetch `start_prefetch` began for `snapshot` (once), else a new one if `strategy` is prefetch.
+
+    An earlier prefetch is claimed whatever `strategy` says now: it may itself have put the
+    weights in the page cache, after which `auto` would choose `mmap` for the same snapshot.
+    """
     with _started_lock:
         prefetch = _started.pop(os.path.realpath(snapshot), None)
-    return prefetch or Prefetch(weight_files(snapshot)).start()
+    if prefetch is not None or strategy != "prefetch":
+        return prefetch
+    return Prefetch(weight_files(snapshot)).start()
 
 
 def from_pretrained_kwargs(strategy: Strategy) -> dict[str, object]:

@@ -48,7 +48,7 @@ def test_the_load_claims_the_prefetch_started_at_resolve_once(tmp_path: Path) ->
     assert start_prefetch(snap, "mmap") is None and claim_prefetch(snap, "read") is None
     early = start_prefetch(snap, "prefetch")
     assert early is not None
-    assert claim_prefetch(snap, "prefetch") is early
+    assert claim_prefetch(snap, "mmap") is early  # claimed whatever `auto` says by then
     later = claim_prefetch(snap, "prefetch")  # nothing left to claim: a new one
     assert later is not None and later is not early
     assert later.wait(30).bytes_read == 1_000_000 and early.wait(30).bytes_read == 1_000_000
@@ -83,3 +83,31 @@ def test_load_model_records_import_construct_and_prefetch_wait(tmp_path: Path, m
 def test_process_age_is_the_time_since_this_process_started() -> None:
     age = process_age()
     assert age is not None and 0 <= age < 24 * 3600
+
+
+def _evict(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fdatasync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.skipif(not hasattr(os, "RWF_NOWAIT"), reason="needs preadv2 RWF_NOWAIT (Linux)")
+def test_auto_on_a_local_disk_prefetches_unless_the_weights_are_cached(tmp_path: Path) -> None:
+    snap = _snapshot(tmp_path, {"model.safetensors": 3_000_000})
+    files = weight_files(snap)
+    for f in files:
+        f.read_bytes()
+    assert _loading.page_cached(files)
+    mount = _loading.mount_of(files[0])
+    if mount is not None and mount.is_network:
+        pytest.skip("the temporary folder is on a network filesystem here")
+    assert _loading.choose_strategy("auto", snap) == "mmap"
+    for f in files:
+        _evict(f)
+    if _loading.page_cached(files):
+        pytest.skip("this filesystem keeps its pages in memory (tmpfs): nothing to evict")
+    assert _loading.choose_strategy("auto", snap) == "prefetch"
+    assert _loading.choose_strategy("mmap", snap) == "mmap"

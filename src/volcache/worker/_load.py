@@ -110,7 +110,8 @@ def load_model(path: Path, task: str, settings: Settings) -> Task:
     `settings.load` (`VOLCACHE_LOAD`, see `volcache._loading`) says how the weight files are
     read in place: `mmap` (the libraries' default), `read` (whole files into memory) or
     `prefetch` (parallel reads into the page cache); `auto` picks `prefetch` on network
-    filesystems and `mmap` on local disks. Nothing is copied.
+    filesystems, and on local disks unless the weights are in the page cache already (then
+    `mmap`). Nothing is copied.
 
     A prefetch that `prepare()` started when the store resolved the snapshot is claimed here; it
     runs on while torch and the model libraries are imported and while the model is built (the
