@@ -444,21 +444,28 @@ class ModelStore:
 
 
 # -- helpers -------------------------------------------------------------------------------
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
+def hash_file(path: Path, h: Any, on_chunk: Callable[[int], None] | None = None) -> str:
+    """Feed `path` to the hash object `h` in large chunks; `on_chunk(n)` reports progress."""
     with open(path, "rb") as f:
         while chunk := f.read(_HASH_CHUNK):
             h.update(chunk)
-    return h.hexdigest()
+            if on_chunk is not None:
+                on_chunk(len(chunk))
+    return str(h.hexdigest())
+
+
+def sha256_file(path: Path) -> str:
+    return hash_file(path, hashlib.sha256())
+
+
+def git_blob_header(size: int) -> Any:
+    """A sha1 primed with git's blob header: fed the content, it gives the id the Hub's tree lists."""
+    return hashlib.sha1(b"blob %d\0" % size, usedforsecurity=False)
 
 
 def git_blob_sha1(path: Path, size: int) -> str:
     """The id git (and the Hub's tree listing) gives a file's content: sha1 of `blob <size>\\0<bytes>`."""
-    h = hashlib.sha1(b"blob %d\0" % size)
-    with open(path, "rb") as f:
-        while chunk := f.read(_HASH_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
+    return hash_file(path, git_blob_header(size))
 
 
 def probe_symlinks(folder: Path) -> None:

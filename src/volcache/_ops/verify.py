@@ -23,12 +23,11 @@ from .._inventory import model_id_from_folder
 from .._lease import Lease
 from .._record import CompletionRecord, read_record, repo_folder
 from .._settings import Settings
-from .._store import ModelStore, read_ref
+from .._store import ModelStore, git_blob_header, hash_file, read_ref
 from ._walk import real
 
 log = logging.getLogger("volcache.verify")
 
-_CHUNK = 8 * 1024 * 1024
 _SHA1_RE = re.compile(r"^[0-9a-f]{40}$")
 Progress = Callable[[int], None]
 
@@ -139,9 +138,7 @@ def _content_problem(path: Path, f: RemoteFile, progress: Progress | None) -> st
         want = f.sha256
         kind = "sha256"
     elif _SHA1_RE.match(f.oid):
-        h = hashlib.sha1(usedforsecurity=False)
-        h.update(b"blob %d\0" % f.size)
-        digest = _digest(path, h, progress)
+        digest = _digest(path, git_blob_header(f.size), progress)
         want = f.oid
         kind = "git blob id"
     else:
@@ -154,13 +151,9 @@ def _content_problem(path: Path, f: RemoteFile, progress: Progress | None) -> st
 
 def _digest(path: Path, h: Any, progress: Progress | None) -> str | None:
     try:
-        with open(path, "rb") as fh:
-            while chunk := fh.read(_CHUNK):
-                h.update(chunk)
-                _advance(progress, len(chunk))
+        return hash_file(path, h, lambda n: _advance(progress, n))
     except OSError:
         return None
-    return str(h.hexdigest())
 
 
 def _advance(progress: Progress | None, n: int) -> None:
