@@ -286,7 +286,7 @@ def _section(
 
 def _breakdown(runs: dict[str, dict[str, list[dict[str, Any]]]], scenarios: tuple[str, ...]) -> list[str]:
     """Where volcache's time goes, from its own `volcache: started` line (medians)."""
-    keys = ["pin", "cleanup", "ensure", "import", "construct", "prefetch_wait", "warmup"]
+    keys = ["pin", "cleanup", "ensure", "import", "construct", "prefetch_wait", "warmup", "runpod_import"]
     rows = []
     for s in scenarios:
         vc = runs[s].get("volcache")
@@ -309,13 +309,15 @@ def _breakdown(runs: dict[str, dict[str, list[dict[str, Any]]]], scenarios: tupl
         "load: construct",
         "load: prefetch wait",
         "warm-up",
+        "`import runpod`",
         "before prepare()",
         "ready",
         "ready → result",
     ]
     return [
         "Where volcache's time goes (medians, from the worker's `volcache: started` line; *before prepare()* is "
-        "the interpreter and volcache's own imports, *ready → result* is importing runpod and running the job):",
+        "the interpreter and volcache's own imports, `import runpod` runs with py-cpuinfo's probe started early "
+        "(`volcache.worker._sdk`), *ready → result* is RunPod's SDK starting and running the job):",
         "",
         table(head, rows),
     ]

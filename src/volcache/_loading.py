@@ -24,7 +24,7 @@ log = logging.getLogger("volcache.loading")
 
 Strategy = Literal["mmap", "read", "prefetch"]
 CHUNK = 16 * 1024 * 1024
-THREADS = 8
+THREADS = 16  # reads in flight: above a FUSE mount's default of 12, so per-request latency is hidden
 # Filesystems where every read is a network round trip (or a user-space hop).
 NETWORK_FS = ("nfs", "nfs4", "ceph", "cifs", "smb3", "smbfs", "glusterfs", "lustre", "9p", "afs", "gpfs", "beegfs",
               "virtiofs", "davfs", "sshfs", "mfs", "juicefs", "weka", "hf-mount")  # fmt: skip

@@ -46,7 +46,7 @@ def test_cold_start_downloads_once_onto_the_volume_and_logs_one_timing_line(
     report = server.started()
     assert report["source"] == "download"
     assert report["task"] == "embeddings"
-    assert set(report["timings_s"]) == {"pin", "cleanup", "ensure", "load", "warmup", "total"}
+    assert set(report["timings_s"]) == {"pin", "cleanup", "ensure", "load", "warmup", "runpod_import", "total"}
     assert report["timings_s"]["total"] >= report["timings_s"]["load"] > 0
     # Loaded from the snapshot folder on the volume, never by repo id.
     snapshot = Path(report["path"])

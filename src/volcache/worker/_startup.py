@@ -5,7 +5,8 @@ library is imported (I7), stale build caches are deleted before anything is down
 model is found or downloaded once on the volume (I2–I4), and it is loaded from its snapshot folder
 with the Hub switched off, so a warm start makes no network request (I5). One log line,
 `volcache: started {json}`, reports the timings and the disk facts: `timings_s` holds the phases
-(pin, cleanup, ensure, load, warmup, total from `prepare()`), `load_s` splits the load (import,
+(pin, cleanup, ensure, load, warmup, runpod_import where the worker imports RunPod's SDK, total
+from `prepare()`), `load_s` splits the load (import,
 construct, prefetch_wait), `prefetch` says what the background read did, and
 `since_process_start_s` adds the interpreter's own start-up, as a user waits for it.
 """
@@ -34,12 +35,13 @@ from .._settings import Settings
 from .._store import ModelStore, Resolution
 from ._handler import Worker
 from ._load import detect_task, load_model, load_phases, normalize_task, resolve_device
+from ._sdk import SdkImport
 
 log = logging.getLogger("volcache.worker")
 
 STARTED_PREFIX = "volcache: started "
 RESULT_PREFIX = "volcache: result "
-PHASES = ("pin", "cleanup", "ensure", "load", "warmup")
+PHASES = ("pin", "cleanup", "ensure", "load", "warmup", "runpod_import")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,8 +125,11 @@ class _Clock:
         return {**self.timings, "total": time.perf_counter() - self.start}
 
 
-def prepare(settings: Settings | None = None) -> tuple[Worker, StartupReport]:
-    """Set the worker up (the lifecycle's *setup*): every phase up to, not including, RunPod's loop."""
+def prepare(settings: Settings | None = None, *, sdk: SdkImport | None = None) -> tuple[Worker, StartupReport]:
+    """Set the worker up (the lifecycle's *setup*): every phase up to, not including, RunPod's loop.
+
+    With `sdk`, RunPod's SDK is imported last, as the `runpod_import` phase of the startup line.
+    """
     clock = _Clock()
     settings = settings or Settings.from_env()
     setup_logging(settings.log_level)
@@ -144,6 +149,9 @@ def prepare(settings: Settings | None = None) -> tuple[Worker, StartupReport]:
         task = load_model(resolution.path, task_name, settings)
     with clock("warmup"):
         task.warmup()
+    if sdk is not None:
+        with clock("runpod_import"):
+            sdk.finish()
     timings, age = clock.total(), process_age()
     report = StartupReport(
         model=resolution.model,
@@ -188,8 +196,10 @@ def start(argv: Sequence[str] | None = None) -> None:
     """
     args = list(sys.argv[1:] if argv is None else argv)
     sys.argv = [sys.argv[0] or "volcache", *args]
-    worker, _ = prepare()
-    import runpod
+    sdk = SdkImport()
+    sdk.begin()  # runpod's CPU probe runs beside the model's imports
+    worker, _ = prepare(sdk=sdk)
+    runpod = sdk.finish()
 
     once = runs_once(args, worker.settings)
     handler: Callable[[Any], Any] = worker.stream_handler
