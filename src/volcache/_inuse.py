@@ -14,13 +14,12 @@ import dataclasses
 import json
 import logging
 import os
-import socket
 import threading
 import time
 from pathlib import Path
 from types import TracebackType
 
-from ._lease import Holder, holder_is_dead, read_holder
+from ._lease import Holder, holder_is_dead, is_here, read_holder
 from ._record import repo_folder
 from ._settings import Settings
 
@@ -161,10 +160,8 @@ def read_marker(path: Path, lease_timeout: float) -> InUseMarker | None:
     except FileNotFoundError:
         return None
     holder = read_holder(path)
-    if holder is not None and holder.host == socket.gethostname():
-        live = not holder_is_dead(holder)
-    else:
-        live = age < 2 * lease_timeout
+    here = holder is not None and is_here(holder)  # its pid can be checked; else only its heartbeat
+    live = not holder_is_dead(holder) if holder is not None and here else age < 2 * lease_timeout
     return InUseMarker(path, holder, age, live)
 
 

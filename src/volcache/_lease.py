@@ -1,12 +1,13 @@
 """A download lease on the shared volume that works where `flock` does not (I3).
 
 RunPod volumes are a distributed filesystem on which `flock` can succeed for every
-caller. The lease is a file created with O_EXCL, naming its holder (host, pid, token);
+caller. The lease is a file created with O_EXCL, naming its holder (host, pid namespace, pid, token);
 the holder refreshes its mtime (the heartbeat) every `timeout / 4` seconds. A waiter
 takes a lease over when it has watched the heartbeat stand still for `timeout` seconds
 of its own monotonic clock (no cross-host clock comparison), or at once when the holder
-is a dead process on this host. Takeover is serialised by a second O_EXCL file so that
-two waiters never both take over.
+is a dead process on this host and in this pid namespace (two containers may share a host
+name and a pid number; they never share a boot id and a pid namespace). Takeover is
+serialised by a second O_EXCL file so that two waiters never both take over.
 """
 
 from __future__ import annotations
@@ -40,10 +41,11 @@ class Holder:
     token: str
     acquired: float
     purpose: str = ""
+    pid_scope: str = ""  # which pids `pid` is one of: the boot and the pid namespace (Linux), else ""
 
     @classmethod
     def me(cls, purpose: str = "") -> Holder:
-        return cls(socket.gethostname(), os.getpid(), uuid.uuid4().hex, time.time(), purpose)
+        return cls(socket.gethostname(), os.getpid(), uuid.uuid4().hex, time.time(), purpose, pid_scope())
 
     def describe(self) -> str:
         return f"pid {self.pid} on {self.host}"
@@ -59,14 +61,30 @@ def read_holder(path: Path) -> Holder | None:
             str(data["token"]),
             float(data["acquired"]),
             str(data.get("purpose", "")),
+            str(data.get("pid_scope", "")),
         )
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
 
+def pid_scope() -> str:
+    """This boot's id and this process's pid namespace: where a pid names the same process ("" if unknown)."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        ns = os.stat("/proc/self/ns/pid")
+    except OSError:
+        return ""
+    return f"{boot}:{ns.st_dev}:{ns.st_ino}"
+
+
+def is_here(holder: Holder) -> bool:
+    """True when the holder's pid names a process we can see: same host name, boot and pid namespace."""
+    return holder.host == socket.gethostname() and holder.pid_scope == pid_scope()
+
+
 def holder_is_dead(holder: Holder) -> bool:
-    """True only when the holder is provably dead: a process on this host that no longer exists."""
-    if holder.host != socket.gethostname():
+    """True only when the holder is provably dead: a process here (`is_here`) that no longer exists."""
+    if not is_here(holder):
         return False
     try:
         os.kill(holder.pid, 0)

@@ -238,3 +238,56 @@ def test_prune_under_contention_removes_only_the_evictable_model(
     assert _models_left(deployment) == ["org/b", "org/c", "org/d"]
     check = invoke(deployment.volume, "verify")
     assert check.exit_code == 0 and "3 snapshots" in check.stdout
+
+
+def _prune_on_a_terminal(volume: Path, answer: bytes) -> tuple[int, str]:
+    """`volcache prune --keep-bytes 0` with a pseudo-terminal as stdin/stdout, answering the prompt."""
+    import pty
+    import select
+
+    main, child = pty.openpty()
+    env = subprocess_env(volume, HOME=str(volume.parent / "home"), COLUMNS="200")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "volcache.cli", "prune", "--keep-bytes", "0"],
+        stdin=child,
+        stdout=child,
+        stderr=child,
+        env=env,
+    )
+    os.close(child)
+    seen, answered = b"", False
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([main], [], [], 0.2)
+        if ready:
+            try:
+                chunk = os.read(main, 4096)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            seen += chunk
+        if not answered and b"[y/N]" in seen:
+            os.write(main, answer + b"\n")
+            answered = True
+        if proc.poll() is not None and not ready:
+            break
+    os.close(main)
+    assert answered, seen.decode(errors="replace")
+    return proc.wait(timeout=30), seen.decode(errors="replace")
+
+
+def test_on_a_terminal_prune_asks_first_and_no_keeps_everything(deployment: Deployment) -> None:
+    before = _tree(deployment.volume)
+    code, out = _prune_on_a_terminal(deployment.volume, b"n")
+    assert code == 0, out
+    assert "Remove 3 snapshots and free 3.9 MB? [y/N]" in out
+    assert "cancelled: nothing was removed." in out
+    assert _tree(deployment.volume) == before
+
+
+def test_on_a_terminal_prune_removes_after_yes(deployment: Deployment) -> None:
+    code, out = _prune_on_a_terminal(deployment.volume, b"y")
+    assert code == 0, out
+    assert "removed 3 snapshots" in out
+    assert _models_left(deployment) == []

@@ -15,9 +15,11 @@ from volcache import LeaseTimeout, _lease
 from volcache._lease import Lease, read_holder
 
 
-def _plant(path: Path, host: str, pid: int, age: float = 0.0) -> None:
+def _plant(path: Path, host: str, pid: int, age: float = 0.0, scope: str | None = None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"host": host, "pid": pid, "token": "t-other", "acquired": time.time() - age}))
+    scope = _lease.pid_scope() if scope is None else scope
+    data = {"host": host, "pid": pid, "token": "t-other", "acquired": time.time() - age, "pid_scope": scope}
+    path.write_text(json.dumps(data))
     os.utime(path, (time.time() - age, time.time() - age))
 
 
@@ -76,6 +78,23 @@ def test_dead_holder_on_this_host_is_taken_over_at_once(tmp_path: Path) -> None:
     start = time.monotonic()
     with Lease(path, timeout=30, max_wait=10):
         assert time.monotonic() - start < 2.0
+
+
+def test_a_dead_pid_in_another_container_with_our_host_name_is_not_trusted(tmp_path: Path) -> None:
+    """Two containers can share a host name and a pid number: only a matching pid namespace proves death."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    path = tmp_path / "m.lease"
+    import socket
+
+    other = "another-boot-id:0:4026531836"
+    assert other != _lease.pid_scope()
+    _plant(path, socket.gethostname(), proc.pid, scope=other)
+    holder = read_holder(path)
+    assert holder is not None and not _lease.is_here(holder) and not _lease.holder_is_dead(holder)
+    start = time.monotonic()
+    with Lease(path, timeout=1.0, max_wait=10):  # taken over only once the heartbeat stood still for the time-out
+        assert time.monotonic() - start >= 0.9
 
 
 def test_live_lease_is_waited_for_with_log_lines_then_times_out(

@@ -97,7 +97,9 @@ def test_the_sdk_sees_the_early_answer_once_and_later_calls_probe_again(
     assert fake.calls == ["volcache-cpuinfo", "MainThread"]  # py-cpuinfo is its own again
 
 
-def test_a_failed_early_probe_leaves_the_sdk_to_probe_by_itself(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failed_early_probe_leaves_the_sdk_to_probe_by_itself(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     answers = iter([RuntimeError("no /proc/cpuinfo"), {"brand_raw": "Late CPU"}])
 
     def probe() -> Any:

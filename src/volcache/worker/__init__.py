@@ -7,7 +7,8 @@ Lifecycle, as LitServe states it for its servers:
 
 1. **setup**, once: `prepare()` reads the settings, pins the caches on the volume, removes stale
    build caches, finds or downloads the model once per volume, loads it from the snapshot folder
-   (`load_model`) and runs a warm-up inference, logging `volcache: started {json}`;
+   (`load_model`) and runs a warm-up inference; `start()` then imports RunPod's SDK (its
+   py-cpuinfo probe already run beside the model's imports) and logs `volcache: started {json}`;
 2. **decode**, per job: `Worker.decode` validates the input (pydantic) into a typed request;
 3. **predict**: the model runs in a thread, off RunPod's event loop; streams yield as they go;
 4. **encode**: the result becomes volcache's native output or OpenAI's shape.
