@@ -8,7 +8,8 @@
 
 Sections (each a module of this package): `disk` (weight bytes on all disks ÷ model bytes),
 `cold_start` (process start → first result, beside the seed and plain transformers and the
-floor), `netfs` (load strategies on a simulated network volume, a FUSE mount), `scale` (N workers
+floor), `netfs` (load strategies on a simulated network volume, a FUSE mount), `gpu` (the same
+loads onto a CUDA device; skipped without one), `scale` (N workers
 on an empty volume: Hub bytes and wall time). Each writes `<section>.md`, `<section>.json` and
 a PNG plot to the output folder; `summary.md` gathers the tables.
 """
@@ -25,11 +26,17 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-from . import cold_start, disk, netfs, scale
+from . import cold_start, disk, gpu, netfs, scale
 from ._common import RESULTS, Options
 
-SECTIONS = {"disk": disk.run, "cold_start": cold_start.run, "netfs": netfs.run, "scale": scale.run}
-RENDER = {"disk": disk.render, "cold_start": cold_start.render, "netfs": netfs.render, "scale": scale.render}
+SECTIONS = {"disk": disk.run, "cold_start": cold_start.run, "netfs": netfs.run, "gpu": gpu.run, "scale": scale.run}
+RENDER = {
+    "disk": disk.render,
+    "cold_start": cold_start.render,
+    "netfs": netfs.render,
+    "gpu": gpu.render,
+    "scale": scale.render,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,7 +84,7 @@ def _write_summary(opts: Options, seconds: float) -> None:
         "# volcache benchmark results",
         "",
         f"`python -m bench` on {platform.machine()}, {_cpus()} CPUs, Linux {platform.release()}, "
-        f"Python {platform.python_version()}, {versions}; CPU only (no GPU on this machine). Written "
+        f"Python {platform.python_version()}, {versions}; {_gpu(opts.out)}. Written "
         f"{datetime.date.today().isoformat()}, the last run taking {seconds / 60:.1f} minutes. The machine is "
         "shared, so timings are noisy: compare within a table (side by side, same rounds), not across runs.",
         "",
@@ -85,6 +92,17 @@ def _write_summary(opts: Options, seconds: float) -> None:
     parts = [(opts.out / f"{name}.md") for name in SECTIONS]
     body = [p.read_text(encoding="utf-8").rstrip() + "\n" for p in parts if p.exists()]
     (opts.out / "summary.md").write_text("\n".join(head + body), encoding="utf-8")
+
+
+def _gpu(out: Path) -> str:
+    """The GPU the `gpu` section used, from its JSON; else that there was none."""
+    try:
+        data = json.loads((out / "gpu.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        data = {}
+    if "skipped" in data or not data:
+        return "CPU only (no GPU on this machine)"
+    return f"GPU: {data.get('device', {}).get('name')}"
 
 
 def _version(package: str) -> str:

@@ -2,7 +2,8 @@
 
     python -m bench._probe floor SNAPSHOT          # imports + parallel read + build + one forward pass
     python -m bench._probe read FILE... --threads 8 # the best parallel read: N threads, 16 MiB chunks
-    python -m bench._probe load SNAPSHOT --strategy auto --warm TINY_SNAPSHOT
+    python -m bench._probe load SNAPSHOT --strategy auto --warm TINY_SNAPSHOT [--device cuda]
+    python -m bench._probe to-device FILE... --threads 16 --device cuda  # parallel read + host→device copy
 
 `floor` is the cold-start floor for the embeddings model: the imports an embeddings result
 needs (torch, sentence-transformers), the weight bytes read in parallel, the model built from the
@@ -10,7 +11,9 @@ page cache and one forward pass, one after the other with nothing else; after it
 times `import runpod` (what a RunPod worker must add) and prints that on a second line. `load` loads a model
 through volcache's own `load_model` with ``VOLCACHE_LOAD=strategy`` after a first load of a tiny
 model of the same architecture (so the library code is imported and warm), then runs one forward
-pass and touches every weight byte, as copying to a GPU would.
+pass and touches every weight byte, as copying to a GPU would (with ``--device cuda`` the weights
+are loaded onto the GPU and every parameter is summed there, synchronised). `to-device` is the
+floor of that: the best parallel read of the same bytes, then one copy of each file to the device.
 """
 
 from __future__ import annotations
@@ -69,7 +72,36 @@ def read(files: list[Path], threads: int, chunk: int) -> None:
     _emit({"seconds": time.perf_counter() - began, "bytes": prefetch.bytes_read, "threads": threads})
 
 
-def load(snapshot: Path, strategy: str, warm: Path, task: str) -> None:
+def _sync(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def to_device(files: list[Path], threads: int, device: str) -> None:
+    import mmap
+
+    import torch
+
+    from volcache._loading import Prefetch
+
+    torch.zeros(1, device=device)  # the device's context is up before the clock starts
+    _sync(device)
+    began = time.perf_counter()
+    prefetch = Prefetch(files, threads=threads).start().wait()
+    read = time.perf_counter()
+    for path in files:
+        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY) as mapped:
+            host = torch.frombuffer(mapped, dtype=torch.uint8)  # the page cache's bytes, not a copy
+            on_device = host.to(device)
+            _sync(device)
+            del host, on_device
+    done = time.perf_counter()
+    _emit({"seconds": done - began, "read": read - began, "bytes": prefetch.bytes_read, "threads": threads})
+
+
+def load(snapshot: Path, strategy: str, warm: Path, task: str, device: str = "cpu") -> None:
     import torch
 
     from volcache import Settings
@@ -77,8 +109,9 @@ def load(snapshot: Path, strategy: str, warm: Path, task: str) -> None:
     from volcache.worker._load import load_model
 
     wait_first = strategy == "prefetch-wait"
-    settings = Settings(load="mmap" if wait_first else strategy, device="cpu")  # type: ignore[arg-type]
-    load_model(warm, task, Settings(load="mmap", device="cpu"))  # imports and warms the library's code paths
+    settings = Settings(load="mmap" if wait_first else strategy, device=device)  # type: ignore[arg-type]
+    load_model(warm, task, Settings(load="mmap", device=device))  # imports and warms the library's code paths
+    _sync(device)
     began = time.perf_counter()
     if wait_first:  # the variant that waits for the whole prefetch before building the model
         Prefetch(weight_files(snapshot)).start().wait()
@@ -91,10 +124,12 @@ def load(snapshot: Path, strategy: str, warm: Path, task: str) -> None:
             pipe(SENTENCES[0])
         forward = time.perf_counter()
         checksum = sum(float(p.float().sum()) for p in model.parameters())
+        _sync(device)
     touched = time.perf_counter()
     _emit(
         {
             "strategy": strategy,
+            "device": str(next(model.parameters()).device),
             "load": built - began,
             "forward": forward - began,
             "all_bytes": touched - began,
@@ -118,13 +153,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--strategy", required=True, choices=["auto", "mmap", "read", "prefetch", "prefetch-wait"])
     p.add_argument("--warm", type=Path, required=True)
     p.add_argument("--task", default="feature-extraction")
+    p.add_argument("--device", default="cpu")
+    p = sub.add_parser("to-device")
+    p.add_argument("files", type=Path, nargs="+")
+    p.add_argument("--threads", type=int, default=16)
+    p.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
     if args.what == "floor":
         floor(args.snapshot, args.threads)
     elif args.what == "read":
         read(args.files, args.threads, args.chunk)
+    elif args.what == "to-device":
+        to_device(args.files, args.threads, args.device)
     else:
-        load(args.snapshot, args.strategy, args.warm, args.task)
+        load(args.snapshot, args.strategy, args.warm, args.task, args.device)
     return 0
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import _fuse, cold_start, disk, netfs, scale
+from bench import _fuse, cold_start, disk, gpu, netfs, scale
 from bench.__main__ import main as bench_main
 from bench._common import Options, count_weights, sha256
 from tests.conftest import REPO_ROOT
@@ -59,6 +59,25 @@ def test_netfs_smallest(tmp_path: Path) -> None:
     assert section.data["auto_on_fuse"] == "prefetch"
     assert section.data["network"]["auto"][0]["bytes_read"] >= section.data["model_bytes"]
     assert "÷ floor" in section.markdown and "auto_over_floor" in section.data["verdicts"]
+
+
+def test_gpu_harness_on_the_cpu(tmp_path: Path) -> None:
+    """The GPU section's runs, on the CPU: every weight reaches the device, and the floor copies every byte."""
+    latencies = () if FUSE_MISSING else (0.001,)
+    section = gpu.run(_opts(tmp_path), device="cpu", hidden=64, layers=1, latencies=latencies, strategies=("auto",))
+    volumes = section.data["volumes"]
+    assert next(iter(volumes)) == "local disk" and len(volumes) == 1 + len(latencies)
+    for runs in volumes.values():
+        assert runs["auto"][0]["device"] == "cpu"
+        assert all(r[0]["bytes"] >= section.data["model_bytes"] for n, r in runs.items() if n.startswith("floor-"))
+    assert "Device `cpu`" in section.markdown and "÷ floor" in section.markdown
+    assert set(section.data["verdicts"]) == set(volumes)
+
+
+def test_gpu_section_without_that_device_is_skipped_with_the_reason(tmp_path: Path) -> None:
+    section = gpu.run(_opts(tmp_path), device="cuda:99")
+    assert section.data["skipped"].startswith("no cuda:99 device here")
+    assert "Skipped:" in section.markdown
 
 
 def test_disk_smallest_shows_the_seed_copies(tmp_path: Path) -> None:
