@@ -1,10 +1,11 @@
 """In-use markers: a worker that loaded a snapshot says so, so `volcache prune` leaves it alone.
 
-A marker is `<records>/inuse/<repo folder>/<commit>/<host>-<pid>.json`, naming its holder the
-way a lease file does. A daemon thread refreshes its mtime every `lease_timeout / 4` seconds.
-A marker is live while its holder is a live process on this host, or, for another host, while
-its mtime is younger than twice the lease time-out (no cross-host pid check is possible). A
-marker of a dead process on this host is never live, however fresh.
+A marker is `<records>/inuse/<repo folder>/<commit>/<host>-<pid>-<token>.json`, naming its
+holder the way a lease file does. A daemon thread refreshes its mtime every `lease_timeout / 4`
+seconds. A marker is live while its holder is a live process here (same host, boot and pid
+namespace), or, for any other holder, while its mtime is younger than twice the lease time-out
+(no pid check is possible across hosts or containers). A marker of a dead process here is never
+live, however fresh.
 """
 
 from __future__ import annotations
@@ -129,7 +130,8 @@ def hold_in_use(settings: Settings, model: str, commit: str, *, purpose: str = "
     returns a handle that holds nothing (`held` is False).
     """
     holder = Holder.me(purpose)
-    path = inuse_dir(settings, model, commit) / f"{_safe(holder.host)}-{holder.pid}.json"
+    # The token's start keeps two containers that share a host name and a pid (often 1) apart.
+    path = inuse_dir(settings, model, commit) / f"{_safe(holder.host)}-{holder.pid}-{holder.token[:8]}.json"
     return InUse(path, holder, max(0.05, settings.lease_timeout / 4)).start()
 
 

@@ -75,3 +75,18 @@ def test_a_volume_that_cannot_hold_the_marker_is_fail_soft(volume: Path) -> None
     handle = hold_in_use(settings, "org/a", COMMIT)
     assert not handle.held
     handle.release()
+
+
+def test_two_holders_with_one_host_name_and_pid_keep_their_own_markers(volume: Path) -> None:
+    """Two containers can both be pid 1 under one host name: each marker is its own file."""
+    settings = make_settings(volume)
+    first, second = hold_in_use(settings, "org/a", COMMIT), hold_in_use(settings, "org/a", COMMIT)
+    try:
+        assert first.path != second.path
+        assert len(live_users(settings, "org/a", COMMIT)) == 2
+        first.release()
+        (left,) = live_users(settings, "org/a", COMMIT)
+        assert left.path == second.path
+    finally:
+        first.release()
+        second.release()
