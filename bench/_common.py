@@ -21,6 +21,8 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from .baselines import WORKDIR_PREFIX
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS = REPO_ROOT / "bench" / "results"
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
@@ -42,8 +44,8 @@ class Options:
 
     def workdir(self, name: str) -> contextlib.AbstractContextManager[str]:
         if self.keep:
-            return contextlib.nullcontext(tempfile.mkdtemp(prefix=f"volcache-bench-{name}-"))
-        return tempfile.TemporaryDirectory(prefix=f"volcache-bench-{name}-")
+            return contextlib.nullcontext(tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{name}-"))
+        return tempfile.TemporaryDirectory(prefix=f"{WORKDIR_PREFIX}{name}-")
 
 
 @dataclasses.dataclass

@@ -20,8 +20,9 @@ import shutil
 
 import runpod
 
-VOLUME = os.environ.get("BENCH_VOLUME_CACHE", "/runpod-volume/models")
-BUILD_CACHE = os.environ.get("BENCH_BUILD_CACHE", "/tmp/models")
+from bench.baselines import bench_paths
+
+VOLUME, BUILD_CACHE = bench_paths()  # the seed's /runpod-volume/models and /tmp/models, in temporary folders
 MODEL_NAME = os.environ.get("MODEL_NAME", "sentence-transformers/all-MiniLM-L6-v2")
 RESULT_MARKER = "bench: result "
 

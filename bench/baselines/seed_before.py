@@ -18,8 +18,7 @@ import os
 import shutil
 import sys
 
-BUILD_CACHE = os.environ.get("BENCH_BUILD_CACHE", "/tmp/models")
-VOLUME_CACHE = os.environ.get("BENCH_VOLUME_CACHE", "/runpod-volume/models")
+from bench.baselines import bench_paths
 
 
 def build(model: str) -> str:
@@ -37,7 +36,7 @@ def migrate_build_cache_to_volume(build_cache: str, volume_cache: str) -> None:
 
 def setup_cache_hierarchy() -> None:
     # PROBLEM: Multi-tier fallback system with copying
-    volume_cache, build_cache = VOLUME_CACHE, BUILD_CACHE
+    volume_cache, build_cache = bench_paths()  # the seed's /runpod-volume/models and /tmp/models, in temp folders
     if os.path.exists(volume_cache):  # noqa: SIM102 - the seed's code, as written
         if os.path.exists(build_cache):
             migrate_build_cache_to_volume(build_cache, volume_cache)  # COPYING!

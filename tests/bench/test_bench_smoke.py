@@ -111,3 +111,21 @@ def test_python_dash_m_bench_help() -> None:
         [sys.executable, "-m", "bench", "--help"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60
     )
     assert proc.returncode == 0 and "--quick" in proc.stdout
+
+
+@pytest.mark.parametrize("volume", [None, "/runpod-volume/models", "/tmp/models", "~/.cache/huggingface"])
+def test_the_seed_baselines_refuse_to_copy_or_delete_outside_the_benchmarks_temp_folders(
+    tmp_path: Path, volume: str | None
+) -> None:
+    """seed_before copytrees and seed_after rmtrees whole caches: never on a real volume or cache."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BENCH_")}
+    env["BENCH_BUILD_CACHE"] = str(tmp_path / "build")
+    if volume is not None:
+        env["BENCH_VOLUME_CACHE"] = os.path.expanduser(volume)
+    for module, args in (("bench.baselines.seed_before", ["start"]), ("bench.baselines.seed_after", [])):
+        proc = subprocess.run(
+            [sys.executable, "-m", module, *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120
+        )
+        assert proc.returncode != 0
+        last = proc.stderr.strip().splitlines()[-1]
+        assert last.startswith("bench baseline: BENCH_VOLUME_CACHE"), proc.stderr[-500:]
