@@ -17,6 +17,9 @@ from typing import Literal
 from ._errors import ConfigError
 
 LoadStrategy = Literal["auto", "mmap", "read", "prefetch"]
+# VOLCACHE_DTYPE: the accepted spellings and the torch dtype name each means.
+_DTYPES = {"auto": "auto", "float16": "float16", "fp16": "float16", "half": "float16",
+           "bfloat16": "bfloat16", "bf16": "bfloat16", "float32": "float32", "fp32": "float32"}  # fmt: skip
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 _SIZE_UNITS = {
@@ -57,6 +60,20 @@ def format_bytes(n: int | float) -> str:
 
 
 @dataclasses.dataclass(frozen=True)
+class Bucket:
+    """An S3-compatible bucket for generated images (RunPod's `BUCKET_*` variables); never logged."""
+
+    endpoint_url: str
+    access_key_id: str = dataclasses.field(repr=False)
+    secret_access_key: str = dataclasses.field(repr=False)
+    name: str | None = None  # BUCKET_NAME; RunPod's helper uses the month (`%m-%y`) when unset
+
+    def credentials(self) -> dict[str, str]:
+        """The `bucket_creds` mapping RunPod's upload helpers take."""
+        return {"endpointUrl": self.endpoint_url, "accessId": self.access_key_id, "accessSecret": self.secret_access_key}
+
+
+@dataclasses.dataclass(frozen=True)
 class Settings:
     """volcache's configuration. Build it with `Settings.from_env()`."""
 
@@ -80,6 +97,13 @@ class Settings:
     max_input_chars: int = 32_768
     max_new_tokens: int = 512
     device: str = "auto"  # worker: "auto" (cuda when available), "cpu", "cuda", "cuda:1", ...
+    # worker, image models: MODEL_VARIANT, VOLCACHE_DTYPE, VOLCACHE_MAX_PIXELS/_STEPS/_IMAGES, BUCKET_*
+    variant: str | None = None
+    dtype: str = "auto"  # auto (fp16/bf16 on a GPU, float32 on the CPU), float16, bfloat16, float32
+    max_pixels: int = 2048 * 1024
+    max_steps: int = 100
+    max_images: int = 4
+    bucket: Bucket | None = dataclasses.field(default=None, repr=False)
     served_model_name: str | None = None  # worker: the model name OpenAI routes report (default MODEL_NAME)
     runpod_job_queue: bool = False  # worker: RUNPOD_WEBHOOK_GET_JOB is set, jobs come from RunPod's queue
     runpod_realtime: bool = False  # worker: RUNPOD_REALTIME_PORT is set, RunPod's realtime API
@@ -157,6 +181,13 @@ class Settings:
             load = "auto"
         include = tuple(p.strip() for p in get("VOLCACHE_INCLUDE", "").split(",") if p.strip())
         task = get("MODEL_TASK", "") or None
+        dtype = get("VOLCACHE_DTYPE", "auto").lower()
+        if dtype not in _DTYPES:
+            problems.append(f"VOLCACHE_DTYPE={dtype!r} is not one of {', '.join(_DTYPES)}.")
+            dtype = "auto"
+        bucket_vars = [get(f"BUCKET_{n}", "") for n in ("ENDPOINT_URL", "ACCESS_KEY_ID", "SECRET_ACCESS_KEY")]
+        if any(bucket_vars) and not all(bucket_vars):
+            problems.append("BUCKET_ENDPOINT_URL, BUCKET_ACCESS_KEY_ID and BUCKET_SECRET_ACCESS_KEY go together; set all three.")
         settings = cls(
             volume=volume,
             home=home,
@@ -177,6 +208,12 @@ class Settings:
             max_input_chars=int(number("VOLCACHE_MAX_INPUT_CHARS", 32_768, int)),
             max_new_tokens=int(number("VOLCACHE_MAX_NEW_TOKENS", 512, int)),
             device=get("VOLCACHE_DEVICE", "auto").lower(),
+            variant=get("MODEL_VARIANT", "") or None,
+            dtype=_DTYPES[dtype],
+            max_pixels=int(number("VOLCACHE_MAX_PIXELS", 2048 * 1024, int)),
+            max_steps=int(number("VOLCACHE_MAX_STEPS", 100, int)),
+            max_images=int(number("VOLCACHE_MAX_IMAGES", 4, int)),
+            bucket=Bucket(*bucket_vars, name=get("BUCKET_NAME", "") or None) if all(bucket_vars) else None,
             served_model_name=get("OPENAI_SERVED_MODEL_NAME_OVERRIDE", "") or None,
             runpod_job_queue=bool(get("RUNPOD_WEBHOOK_GET_JOB", "")),
             runpod_realtime=get("RUNPOD_REALTIME_PORT", "0") not in ("", "0"),
