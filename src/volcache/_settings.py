@@ -70,7 +70,11 @@ class Bucket:
 
     def credentials(self) -> dict[str, str]:
         """The `bucket_creds` mapping RunPod's upload helpers take."""
-        return {"endpointUrl": self.endpoint_url, "accessId": self.access_key_id, "accessSecret": self.secret_access_key}
+        return {
+            "endpointUrl": self.endpoint_url,
+            "accessId": self.access_key_id,
+            "accessSecret": self.secret_access_key,
+        }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -187,7 +191,9 @@ class Settings:
             dtype = "auto"
         bucket_vars = [get(f"BUCKET_{n}", "") for n in ("ENDPOINT_URL", "ACCESS_KEY_ID", "SECRET_ACCESS_KEY")]
         if any(bucket_vars) and not all(bucket_vars):
-            problems.append("BUCKET_ENDPOINT_URL, BUCKET_ACCESS_KEY_ID and BUCKET_SECRET_ACCESS_KEY go together; set all three.")
+            problems.append(
+                "BUCKET_ENDPOINT_URL, BUCKET_ACCESS_KEY_ID and BUCKET_SECRET_ACCESS_KEY go together; set all three."
+            )
         settings = cls(
             volume=volume,
             home=home,
@@ -213,7 +219,7 @@ class Settings:
             max_pixels=int(number("VOLCACHE_MAX_PIXELS", 2048 * 1024, int)),
             max_steps=int(number("VOLCACHE_MAX_STEPS", 100, int)),
             max_images=int(number("VOLCACHE_MAX_IMAGES", 4, int)),
-            bucket=Bucket(*bucket_vars, name=get("BUCKET_NAME", "") or None) if all(bucket_vars) else None,
+            bucket=_bucket(bucket_vars, get("BUCKET_NAME", "")),
             served_model_name=get("OPENAI_SERVED_MODEL_NAME_OVERRIDE", "") or None,
             runpod_job_queue=bool(get("RUNPOD_WEBHOOK_GET_JOB", "")),
             runpod_realtime=get("RUNPOD_REALTIME_PORT", "0") not in ("", "0"),
@@ -226,3 +232,9 @@ class Settings:
         if problems:
             raise ConfigError("Invalid configuration: " + " ".join(problems))
         return settings
+
+
+def _bucket(variables: list[str], name: str) -> Bucket | None:
+    """The bucket the three `BUCKET_*` variables name, or None when they are unset."""
+    endpoint, key, secret = variables
+    return Bucket(endpoint, key, secret, name or None) if endpoint and key and secret else None

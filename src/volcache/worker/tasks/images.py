@@ -27,9 +27,9 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
@@ -46,6 +46,7 @@ IMAGE_TO_IMAGE = "image-to-image"
 OutputFormat = Literal["png", "jpeg", "webp"]
 DEFAULT_STEPS = 25
 MAX_IMAGE_BYTES = 32 * 1024 * 1024  # a decoded init image; larger is refused before PIL sees it
+MAX_INIT_PIXELS = 4096 * 4096  # its pixels, read from the header before any is decoded
 _PROGRESS_UPDATES = 10  # about this many progress updates per job, whatever its step count
 _CONTENT_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 
@@ -115,14 +116,17 @@ class ImageRequest(BaseModel):
             raise ValueError("is empty; describe the image to generate")
         limit = _limits(info).max_prompt_chars
         if len(value) > limit:
-            raise ValueError(f"has {len(value)} characters, above this worker's limit of {limit} (VOLCACHE_MAX_INPUT_CHARS)")
+            raise ValueError(
+                f"has {len(value)} characters, above this worker's limit of {limit} (VOLCACHE_MAX_INPUT_CHARS)"
+            )
         return value
 
     @field_validator("width", "height")
     @classmethod
     def _multiple_of_8(cls, value: int | None) -> int | None:
         if value is not None and value % 8:
-            raise ValueError(f"must be a multiple of 8 ({value} is not; {value // 8 * 8 or 8} or {value // 8 * 8 + 8} is)")
+            near = " or ".join(str(n) for n in (value // 8 * 8, value // 8 * 8 + 8) if n)
+            raise ValueError(f"must be a multiple of 8 ({value} is not; {near} is)")
         return value
 
     @field_validator("num_inference_steps")
@@ -511,11 +515,13 @@ def open_image(data: bytes) -> Image:
 
     try:
         with PILImage.open(io.BytesIO(data)) as image:
-            if image.width * image.height > 64 * 2**20:
-                raise _job_error(f"`image` is {image.width}×{image.height}, too large to read.")
-            return image.convert("RGB")
+            size = image.size
+            rgb: Image | None = image.convert("RGB") if size[0] * size[1] <= MAX_INIT_PIXELS else None
     except (UnidentifiedImageError, OSError, ValueError, PILImage.DecompressionBombError):
         raise _job_error("`image` is not a readable image; send a PNG, JPEG or WebP, base64-encoded.") from None
+    if rgb is None:
+        raise _job_error(f"`image` is {size[0]}×{size[1]}, above the {MAX_INIT_PIXELS} pixels an init image may have.")
+    return rgb
 
 
 def encode_image(image: Image, fmt: OutputFormat) -> bytes:
