@@ -24,7 +24,10 @@ PIPELINES = {"tiny": 32, "realistic": 320}  # the UNet's first channel count
 QUICK_PIPELINES = {"tiny": 32, "realistic": 128}
 LOADS = ("auto", "mmap")
 JOB = {"prompt": "a lighthouse at dawn", "width": 64, "height": 64, "num_inference_steps": 2, "seed": 1}
-_BUILD = "import sys; from volcache.testing.models import build_tiny_sd_pipeline as b; b(sys.argv[1], variant_fp16=False, width=int(sys.argv[2]))"
+_BUILD = (
+    "import sys; from volcache.testing.models import build_tiny_sd_pipeline as build; "
+    "build(sys.argv[1], variant_fp16=False, width=int(sys.argv[2]))"
+)
 
 
 def run(opts: Options) -> Section:
