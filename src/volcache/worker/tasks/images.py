@@ -27,7 +27,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -35,6 +35,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from ..._errors import ConfigError
 from ..._settings import Bucket, Settings
+from .._schemas import JobError, Limits, describe
+from .base import JobContext, LoadContext, Task
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -51,21 +53,10 @@ _PROGRESS_UPDATES = 10  # about this many progress updates per job, whatever its
 _CONTENT_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 
 
-class JobErrorFactory(Protocol):
-    def __call__(self, message: str) -> Exception: ...
-
-
-def _job_error(message: str) -> Exception:
-    """volcache's `JobError` (imported late: the worker package imports this module lazily)."""
-    from .. import JobError
-
-    return JobError(message)
-
-
 class Progress(Protocol):
-    """What `run` needs of the job: RunPod's `progress_update`, behind the worker's job context."""
+    """What generation needs of the job: RunPod's `progress_update`, behind `JobContext.progress`."""
 
-    def progress(self, message: str | dict[str, Any]) -> None: ...
+    def progress(self, update: str | dict[str, Any]) -> None: ...
 
 
 # -- the job ------------------------------------------------------------------------------------
@@ -106,6 +97,7 @@ class ImageRequest(BaseModel):
     output_format: OutputFormat = "png"
     image: bytes | None = None  # image-to-image: base64 or a data URL, decoded here
     strength: float | None = Field(default=None, gt=0, le=1)
+    upload: bool | None = None  # URLs from the BUCKET_* bucket; default: when one is set
 
     @field_validator("prompt", "negative_prompt")
     @classmethod
@@ -190,14 +182,12 @@ def decode_base64_image(value: Any) -> bytes:
 
 def parse_request(payload: Any, limits: ImageLimits) -> ImageRequest:
     """`payload` as an `ImageRequest`, or `JobError` with one sentence naming every problem."""
-    from .._schemas import describe
-
     if not isinstance(payload, dict):
-        raise _job_error("Invalid image job: the input must be a JSON object.")
+        raise JobError("Invalid image job: the input must be a JSON object.")
     try:
         return ImageRequest.model_validate(payload, context={"image_limits": limits})
     except ValidationError as exc:
-        raise _job_error(f"Invalid image job: {describe(exc, ImageRequest)}.") from None
+        raise JobError(f"Invalid image job: {describe(exc, ImageRequest)}.") from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -211,6 +201,7 @@ class ImageJob:
     seed: int
     scheduler: str
     init_image: Image | None
+    upload: bool = False
 
     def parameters(self, memory: list[str]) -> dict[str, Any]:
         """What the images were made with, as the output's `parameters` echo it."""
@@ -349,17 +340,29 @@ class ImagePipeline:
         """The request against this pipeline; `JobError` naming the rule where it cannot run."""
         init = open_image(request.image) if request.image is not None else None
         if needs_image and init is None:
-            raise _job_error(f"This worker serves image-to-image ({self.class_name}); send the init image in `image`.")
+            raise JobError(f"This worker serves image-to-image ({self.class_name}); send the init image in `image`.")
         if init is not None and not self.takes_image and self._image_pipeline_class() is None:
-            raise _job_error(f"{self.class_name} has no image-to-image form; send the job without `image`.")
+            raise JobError(f"{self.class_name} has no image-to-image form; send the job without `image`.")
         width, height = self._size(request, init)
         steps = request.num_inference_steps or min(DEFAULT_STEPS, self.limits.max_steps)
+        for name, value, limit, variable in (
+            ("num_inference_steps", steps, self.limits.max_steps, "VOLCACHE_MAX_STEPS"),
+            ("num_images", request.num_images, self.limits.max_images, "VOLCACHE_MAX_IMAGES"),
+        ):
+            if value > limit:
+                raise JobError(f"`{name}` is {value}, above this worker's limit of {limit} ({variable}).")
         scheduler = request.scheduler or self._default_scheduler
         if scheduler not in self._schedulers:
             known = ", ".join(sorted(self._schedulers))
-            raise _job_error(f"`scheduler` {scheduler!r} is not one {self.class_name} can use; choose one of: {known}.")
+            raise JobError(f"`scheduler` {scheduler!r} is not one {self.class_name} can use; choose one of: {known}.")
+        if request.upload and self.bucket is None:
+            raise JobError(
+                "Image URLs need a bucket: set BUCKET_ENDPOINT_URL, BUCKET_ACCESS_KEY_ID and "
+                "BUCKET_SECRET_ACCESS_KEY on the worker, or ask for base64 images."
+            )
+        upload = self.bucket is not None if request.upload is None else request.upload
         seed = request.seed if request.seed is not None else secrets.randbelow(2**32)
-        return ImageJob(request, width, height, steps, seed, scheduler, init)
+        return ImageJob(request, width, height, steps, seed, scheduler, init, upload)
 
     def _size(self, request: ImageRequest, init: Image | None) -> tuple[int, int]:
         m = self.multiple
@@ -369,9 +372,9 @@ class ImagePipeline:
             width, height = request.width or self.native_side, request.height or self.native_side
         for name, side in (("width", width), ("height", height)):
             if side % m:
-                raise _job_error(f"`{name}` must be a multiple of {m} for {self.class_name} ({side} is not).")
+                raise JobError(f"`{name}` must be a multiple of {m} for {self.class_name} ({side} is not).")
         if width * height > self.limits.max_pixels:
-            raise _job_error(
+            raise JobError(
                 f"{width}×{height} = {width * height} pixels is above this worker's limit of "
                 f"{self.limits.max_pixels} (VOLCACHE_MAX_PIXELS); ask for a smaller `width` and `height`."
             )
@@ -475,13 +478,13 @@ class ImagePipeline:
             self._tiling = tiling
         return [name for name, on in (("attention_slicing", self._slicing), ("vae_tiling", self._tiling)) if on]
 
-    def _does_not_fit(self, job: ImageJob) -> Exception:
+    def _does_not_fit(self, job: ImageJob) -> JobError:
         where = "the GPU's memory" if self.device.startswith("cuda") else "this worker's memory"
         free = ""
         if self.device.startswith("cuda"):
             free_b, total_b = _heavy("torch").cuda.mem_get_info()
             free = f" ({free_b / 2**30:.1f} GiB free of {total_b / 2**30:.1f} GiB)"
-        return _job_error(
+        return JobError(
             f"{job.request.num_images} image(s) of {job.width}×{job.height} do not fit in {where}{free}, even with "
             "attention slicing and VAE tiling; ask for fewer pixels or fewer images."
         )
@@ -501,7 +504,7 @@ class ImagePipeline:
         """`{"images": [...], "seed": N, "parameters": {...}}`: base64, or bucket URLs when one is set."""
         fmt = job.request.output_format
         blobs = [encode_image(image, fmt) for image in images]
-        if self.bucket is not None:
+        if job.upload and self.bucket is not None:
             shown = [upload(self.bucket, job_id, i, blob, fmt) for i, blob in enumerate(blobs)]
         else:
             shown = [base64.b64encode(blob).decode("ascii") for blob in blobs]
@@ -518,9 +521,9 @@ def open_image(data: bytes) -> Image:
             size = image.size
             rgb: Image | None = image.convert("RGB") if size[0] * size[1] <= MAX_INIT_PIXELS else None
     except (UnidentifiedImageError, OSError, ValueError, PILImage.DecompressionBombError):
-        raise _job_error("`image` is not a readable image; send a PNG, JPEG or WebP, base64-encoded.") from None
+        raise JobError("`image` is not a readable image; send a PNG, JPEG or WebP, base64-encoded.") from None
     if rgb is None:
-        raise _job_error(f"`image` is {size[0]}×{size[1]}, above the {MAX_INIT_PIXELS} pixels an init image may have.")
+        raise JobError(f"`image` is {size[0]}×{size[1]}, above the {MAX_INIT_PIXELS} pixels an init image may have.")
     return rgb
 
 
@@ -582,3 +585,61 @@ def _heavy(module: str) -> Any:
 
 def _one_line(exc: BaseException) -> str:
     return re.sub(r"\s+", " ", str(exc)).strip().rstrip(".")[:300] or type(exc).__name__
+
+
+# -- the tasks ---------------------------------------------------------------------------------------
+class TextToImageTask(Task["ImageJob | ImageRequest"]):
+    """A diffusers pipeline: a prompt in, images out; with an `image`, image-to-image where the pipeline has that form.
+
+    Native job: `{"prompt": ..., "width": 1024, "height": 1024, "num_inference_steps": 25, "seed": 1, ...}`
+    (see `ImageRequest`); the answer: `{"images": ["<base64>" | "<url>", ...], "seed": N, "parameters": {...}}`.
+    OpenAI's `/v1/images/generations` is served from the same answer by the adapter.
+    """
+
+    name = TEXT_TO_IMAGE
+    libraries = ("torch", "transformers", "diffusers")
+    # One denoising loop at a time (the pipeline's scheduler is its state); a second job waits
+    # here instead of going to a free worker, so RunPod is told one.
+    concurrency = 1
+    needs_image = False
+
+    def __init__(self, pipeline: ImagePipeline, limits: Limits) -> None:
+        self.pipeline = pipeline
+        self.limits = limits
+
+    @classmethod
+    def load(cls, ctx: LoadContext) -> TextToImageTask:
+        if not (ctx.path / "model_index.json").is_file():
+            raise ConfigError(
+                f"MODEL_TASK={ctx.task} serves diffusers pipelines, and {ctx.model} has no model_index.json. "
+                "Fix: serve a diffusers repo, or unset MODEL_TASK to serve this model's own task."
+            )
+        settings = ctx.settings
+        dtype = resolve_dtype(settings.dtype, ctx.device, settings.variant)
+        pipe = load_pipeline(
+            ctx.path, device=ctx.device, dtype=dtype, variant=settings.variant, read_kwargs=dict(ctx.read_kwargs)
+        )
+        log.info(
+            "volcache: %s on %s in %s (variant %s)", type(pipe).__name__, ctx.device, dtype, settings.variant or "none"
+        )
+        limits = ImageLimits.from_settings(settings)
+        return cls(ImagePipeline(pipe, device=ctx.device, limits=limits, bucket=settings.bucket), ctx.limits)
+
+    def decode(self, payload: dict[str, Any]) -> ImageJob:
+        return self.pipeline.check(parse_request(payload, self.pipeline.limits), needs_image=self.needs_image)
+
+    def run(self, request: ImageJob | ImageRequest, job: JobContext) -> Iterator[Any]:
+        if isinstance(request, ImageRequest):  # from the OpenAI adapter: checked against the pipeline here
+            request = self.pipeline.check(request, needs_image=self.needs_image)
+        images, memory = self.pipeline.generate(request, job)
+        yield self.pipeline.answer(request, images, memory, job.id)
+
+    def warmup(self) -> None:
+        self.pipeline.warmup()
+
+
+class ImageToImageTask(TextToImageTask):
+    """An image-to-image pipeline (an SDXL refiner, `*Img2ImgPipeline`): every job sends its init `image`."""
+
+    name = IMAGE_TO_IMAGE
+    needs_image = True
