@@ -10,7 +10,9 @@ tokenizer) that transformers, sentence-transformers and `volcache.worker` load l
 - `build_tiny_text_classifier`: a BERT sequence classifier with labels NEGATIVE/POSITIVE, task
   ``text-classification`` (a transformers pipeline task);
 - `build_tiny_sd_pipeline`: a diffusers Stable Diffusion (or, with `sdxl`, SDXL: two text
-  encoders) pipeline with real fp16 variant files beside the fp32 ones, task ``text-to-image``.
+  encoders) pipeline with real fp16 variant files beside the fp32 ones, task ``text-to-image``;
+- `build_tiny_flux_pipeline`: a diffusers FLUX-style pipeline (a transformer over packed latents,
+  CLIP and T5 text encoders), with bf16 variant files, task ``text-to-image``.
 
 The outputs are random but deterministic for a given `seed`. Serve a folder with the Hub emulator
 (`mirror_root_with(tmp, {"org/name": folder})`) or load it in place as a local model path.
@@ -27,6 +29,7 @@ __all__ = [
     "SPECIAL_TOKENS",
     "WORDS",
     "build_tiny_causal_lm",
+    "build_tiny_flux_pipeline",
     "build_tiny_sd_pipeline",
     "build_tiny_sentence_transformer",
     "build_tiny_text_classifier",
@@ -280,6 +283,69 @@ def build_tiny_sd_pipeline(
     pipe.save_pretrained(out, safe_serialization=True)
     if variant_fp16:
         pipe.to(torch.float16).save_pretrained(out, safe_serialization=True, variant="fp16")
+    return out
+
+
+def build_tiny_flux_pipeline(folder: str | Path, *, variant_bf16: bool = True, seed: int = 0) -> Path:
+    """A random FLUX-style diffusers pipeline at `folder` (~1 MB): a 1+1-layer transformer, CLIP and T5 encoders.
+
+    With `variant_bf16` each weight file has its `.bf16.safetensors` twin (`MODEL_VARIANT=bf16`).
+    """
+    torch, transformers, diffusers = _heavy("torch"), _heavy("transformers"), _heavy("diffusers")
+    out = _fresh(folder)
+    clip_tokenizer = _clip_tokenizer(out.parent / f".{out.name}-tokenizer")
+    clip_config = transformers.CLIPTextConfig(
+        vocab_size=len(clip_tokenizer),
+        hidden_size=32,
+        intermediate_size=37,
+        num_attention_heads=4,
+        num_hidden_layers=2,
+        projection_dim=32,
+        bos_token_id=clip_tokenizer.bos_token_id,
+        eos_token_id=clip_tokenizer.eos_token_id,
+        pad_token_id=clip_tokenizer.pad_token_id,
+    )
+    pieces = ["<pad>", "</s>", "<unk>", "▁", *(f"▁{w}" for w in WORDS), *map(chr, range(ord("a"), ord("z") + 1))]
+    t5_tokenizer = transformers.T5Tokenizer(vocab=[(p, -float(i)) for i, p in enumerate(pieces)], extra_ids=0)
+    t5_tokenizer.model_max_length = 64
+    t5_config = transformers.T5Config(
+        vocab_size=len(t5_tokenizer), d_model=32, d_kv=8, d_ff=37, num_layers=1, num_heads=4, pad_token_id=0
+    )
+    torch.manual_seed(seed)
+    pipe = diffusers.FluxPipeline(
+        scheduler=diffusers.FlowMatchEulerDiscreteScheduler(),
+        text_encoder=transformers.CLIPTextModel(clip_config),
+        tokenizer=clip_tokenizer,
+        text_encoder_2=transformers.T5EncoderModel(t5_config),
+        tokenizer_2=t5_tokenizer,
+        transformer=diffusers.FluxTransformer2DModel(
+            patch_size=1,
+            in_channels=4,
+            num_layers=1,
+            num_single_layers=1,
+            attention_head_dim=16,
+            num_attention_heads=2,
+            joint_attention_dim=32,
+            pooled_projection_dim=32,
+            axes_dims_rope=[4, 4, 8],
+        ),
+        vae=diffusers.AutoencoderKL(
+            sample_size=32,
+            in_channels=3,
+            out_channels=3,
+            block_out_channels=(4,),
+            layers_per_block=1,
+            latent_channels=1,
+            norm_num_groups=1,
+            use_quant_conv=False,
+            use_post_quant_conv=False,
+            shift_factor=0.0609,
+            scaling_factor=1.5035,
+        ),
+    )
+    pipe.save_pretrained(out, safe_serialization=True)
+    if variant_bf16:
+        pipe.to(torch.bfloat16).save_pretrained(out, safe_serialization=True, variant="bf16")
     return out
 
 
