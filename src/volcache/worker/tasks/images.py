@@ -459,12 +459,22 @@ class ImagePipeline:
         return images
 
     def _fit(self, job: ImageJob) -> list[str]:
-        """Attention slicing above the native pixel count, VAE tiling above twice the native side (GPU only)."""
+        """The memory switches this job needs on a GPU (none on the CPU, where memory is the host's).
+
+        VAE tiling when the decoder's activations (the full-size image at the channel count of the
+        VAE's last block, a few tensors alive at once) would take more than half the free memory; attention slicing
+        for batches above four times the model's native pixel count.
+        """
         if not self.device.startswith("cuda"):
             return self._set_memory(slicing=False, tiling=False)
-        native = self.native_side
+        torch = _heavy("torch")
+        free, _ = torch.cuda.mem_get_info(torch.device(self.device))
         pixels = job.width * job.height * job.request.num_images
-        return self._set_memory(slicing=pixels > native * native, tiling=max(job.width, job.height) > 2 * native)
+        vae = getattr(self.pipe, "vae", None)
+        channels = (getattr(getattr(vae, "config", None), "block_out_channels", None) or [128])[0]
+        decode_bytes = pixels * channels * self.pipe.dtype.itemsize * 4
+        native = self.native_side**2
+        return self._set_memory(slicing=pixels > 4 * native, tiling=decode_bytes > free // 2)
 
     def _set_memory(self, *, slicing: bool, tiling: bool) -> list[str]:
         if slicing != self._slicing and hasattr(self.pipe, "enable_attention_slicing"):
