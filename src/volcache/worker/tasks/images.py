@@ -18,6 +18,7 @@ import base64
 import binascii
 import dataclasses
 import importlib
+import importlib.util
 import inspect
 import io
 import json
@@ -548,7 +549,13 @@ def encode_image(image: Image, fmt: OutputFormat) -> bytes:
 
 
 def upload(bucket: Bucket, job_id: str, index: int, blob: bytes, fmt: OutputFormat) -> str:
-    """Upload one image with RunPod's own helper; the presigned URL it answers."""
+    """Upload one image with RunPod's own helper; the presigned URL it answers.
+
+    Without boto3 the helper would write the image into the working folder instead (its local
+    fallback), so that case is refused here.
+    """
+    if importlib.util.find_spec("boto3") is None:
+        raise JobError("The BUCKET_* variables are set but boto3 is not installed; install boto3 on the worker.")
     from runpod.serverless.utils import rp_upload
 
     safe_id = re.sub(r"[^A-Za-z0-9_.-]", "_", job_id)[:128] or "job"
