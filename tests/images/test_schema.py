@@ -9,8 +9,11 @@ import base64
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.conftest import make_settings
 from volcache import ConfigError
@@ -19,6 +22,7 @@ from volcache.worker.tasks.images import (
     IMAGE_TO_IMAGE,
     TEXT_TO_IMAGE,
     ImageLimits,
+    ImageRequest,
     detect_image_task,
     encode_image,
     open_image,
@@ -181,3 +185,32 @@ def test_image_settings(volume: Path) -> None:
 def test_bad_image_settings(volume: Path, env: dict[str, str], expected: str) -> None:
     with pytest.raises(ConfigError, match=expected.replace("(", r"\(").replace(")", r"\)")):
         make_settings(volume, **env)
+
+
+_leaf = st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=30)
+_json = st.recursive(
+    _leaf,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=8,
+)
+_fields = st.sampled_from(sorted(ImageRequest.model_fields))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.dictionaries(_fields | st.text(max_size=12), _json, max_size=6))
+def test_any_json_is_a_request_or_one_sentence(payload: dict[str, Any]) -> None:
+    try:
+        parse_request({"prompt": "a", **payload}, LIMITS)
+    except JobError as exc:
+        assert "\n" not in str(exc) and str(exc).endswith(".")
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(max_size=200) | st.builds(lambda b: png()[:40] + b, st.binary(max_size=60)))
+def test_any_bytes_are_an_image_or_one_sentence(data: bytes) -> None:
+    try:
+        image = open_image(data)
+    except JobError as exc:
+        assert "`image`" in str(exc)
+    else:
+        assert image.mode == "RGB"
