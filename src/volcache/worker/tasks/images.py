@@ -30,14 +30,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from ..._errors import ConfigError
 from ..._settings import Bucket, Settings
 from .._schemas import JobError, Limits, describe
-from .base import JobContext, LoadContext, Task
+from .base import JobContext, LoadContext, Task, heavy, one_line
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -51,13 +51,6 @@ DEFAULT_STEPS = 25
 MAX_IMAGE_BYTES = 32 * 1024 * 1024  # a decoded init image; larger is refused before PIL sees it
 MAX_INIT_PIXELS = 4096 * 4096  # its pixels, read from the header before any is decoded
 _PROGRESS_UPDATES = 10  # about this many progress updates per job, whatever its step count
-_CONTENT_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
-
-
-class Progress(Protocol):
-    """What generation needs of the job: RunPod's `progress_update`, behind `JobContext.progress`."""
-
-    def progress(self, update: str | dict[str, Any]) -> None: ...
 
 
 # -- the job ------------------------------------------------------------------------------------
@@ -255,13 +248,13 @@ def resolve_dtype(requested: str, device: str, variant: str | None) -> str:
         return "float32"
     if variant in ("fp16", "bf16"):
         return "float16" if variant == "fp16" else "bfloat16"
-    torch = _heavy("torch")
+    torch = heavy("torch")
     return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
 
 
 def load_pipeline(path: Path, *, device: str, dtype: str, variant: str | None, read_kwargs: dict[str, object]) -> Any:
     """The diffusers pipeline in `path` (the snapshot folder, never a repo id), on `device`, from local files only."""
-    torch, diffusers = _heavy("torch"), _heavy("diffusers")
+    torch, diffusers = heavy("torch"), heavy("diffusers")
     diffusers.utils.logging.disable_progress_bar()
     kwargs: dict[str, Any] = {"local_files_only": True, "torch_dtype": getattr(torch, dtype)}
     if variant:
@@ -271,7 +264,7 @@ def load_pipeline(path: Path, *, device: str, dtype: str, variant: str | None, r
     try:
         pipe = diffusers.DiffusionPipeline.from_pretrained(str(path), **kwargs)
     except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot load the diffusers pipeline at {path}: {_one_line(exc)}") from None
+        raise ConfigError(f"cannot load the diffusers pipeline at {path}: {one_line(exc)}") from None
     accepted = inspect.signature(pipe.__call__).parameters
     missing = [p for p in ("prompt", "height", "width", "num_inference_steps") if p not in accepted]
     if missing:
@@ -300,7 +293,8 @@ class ImagePipeline:
         self._scheduler_config = dict(pipe.scheduler.config)
         self._default_scheduler = type(pipe.scheduler).__name__
         self._schedulers = {cls.__name__: cls for cls in [type(pipe.scheduler), *pipe.scheduler.compatibles]}
-        self._img2img: Any = None
+        # The image-to-image form of a text-to-image pipeline shares every component: no new weights.
+        self._img2img: Any = None if self.takes_image else _image_form(pipe)
         self._slicing = False
         self._tiling = False
 
@@ -342,7 +336,7 @@ class ImagePipeline:
         init = open_image(request.image) if request.image is not None else None
         if needs_image and init is None:
             raise JobError(f"This worker serves image-to-image ({self.class_name}); send the init image in `image`.")
-        if init is not None and not self.takes_image and self._image_pipeline_class() is None:
+        if init is not None and not self.takes_image and self._img2img is None:
             raise JobError(f"{self.class_name} has no image-to-image form; send the job without `image`.")
         width, height = self._size(request, init)
         steps = request.num_inference_steps or min(DEFAULT_STEPS, self.limits.max_steps)
@@ -381,7 +375,7 @@ class ImagePipeline:
             )
         return width, height
 
-    def generate(self, job: ImageJob, progress: Progress | None = None) -> tuple[list[Image], list[str]]:
+    def generate(self, job: ImageJob, progress: JobContext | None = None) -> tuple[list[Image], list[str]]:
         """The images of `job` (blocking), and the memory switches it needed."""
         with self.lock:
             pipe = self._pipeline_for(job)
@@ -408,28 +402,14 @@ class ImagePipeline:
 
     def _pipeline_for(self, job: ImageJob) -> Any:
         pipe = self.pipe
-        if job.init_image is not None and not self.takes_image:
-            if self._img2img is None:  # shares every component with the loaded pipeline: no new weights
-                # from_pipe casts the shared modules to float32 unless told the pipeline's own dtype
-                cls = self._image_pipeline_class()
-                self._img2img = cls.from_pipe(self.pipe, torch_dtype=self.pipe.dtype)
-                self._img2img.set_progress_bar_config(disable=True)
+        if job.init_image is not None and self._img2img is not None:
             pipe = self._img2img
         # A fresh scheduler per job: schedulers keep the last job's timesteps and step index.
         pipe.scheduler = self._schedulers[job.scheduler].from_config(self._scheduler_config)
         return pipe
 
-    def _image_pipeline_class(self) -> Any:
-        diffusers = _heavy("diffusers")
-        try:
-            diffusers.AutoPipelineForImage2Image.from_pipe  # noqa: B018 - present in every supported version
-            mapping = importlib.import_module("diffusers.pipelines.auto_pipeline")
-            return mapping._get_task_class(mapping.AUTO_IMAGE2IMAGE_PIPELINES_MAPPING, self.class_name)
-        except (ValueError, AttributeError):
-            return None
-
-    def _call_kwargs(self, pipe: Any, job: ImageJob, progress: Progress | None) -> dict[str, Any]:
-        torch = _heavy("torch")
+    def _call_kwargs(self, pipe: Any, job: ImageJob, progress: JobContext | None) -> dict[str, Any]:
+        torch = heavy("torch")
         r = job.request
         kwargs: dict[str, Any] = {
             "prompt": r.prompt,
@@ -454,7 +434,7 @@ class ImagePipeline:
         return kwargs
 
     def _call(self, pipe: Any, kwargs: dict[str, Any]) -> list[Image]:
-        torch = _heavy("torch")
+        torch = heavy("torch")
         with torch.inference_mode():
             images = list(pipe(**kwargs).images)
         return images
@@ -468,7 +448,7 @@ class ImagePipeline:
         """
         if not self.device.startswith("cuda"):
             return self._set_memory(slicing=False, tiling=False)
-        torch = _heavy("torch")
+        torch = heavy("torch")
         free, _ = torch.cuda.mem_get_info(torch.device(self.device))
         pixels = job.width * job.height * job.request.num_images
         vae = getattr(self.pipe, "vae", None)
@@ -493,7 +473,7 @@ class ImagePipeline:
         where = "the GPU's memory" if self.device.startswith("cuda") else "this worker's memory"
         free = ""
         if self.device.startswith("cuda"):
-            free_b, total_b = _heavy("torch").cuda.mem_get_info()
+            free_b, total_b = heavy("torch").cuda.mem_get_info()
             free = f" ({free_b / 2**30:.1f} GiB free of {total_b / 2**30:.1f} GiB)"
         return JobError(
             f"{job.request.num_images} image(s) of {job.width}×{job.height} do not fit in {where}{free}, even with "
@@ -566,7 +546,17 @@ def upload(bucket: Bucket, job_id: str, index: int, blob: bytes, fmt: OutputForm
     return str(url)
 
 
-def _progress_callback(progress: Progress, steps: int, strength: float | None) -> Callable[..., dict[str, Any]]:
+def _image_form(pipe: Any) -> Any:
+    """The image-to-image pipeline built from `pipe`'s components, or None where diffusers has none."""
+    try:
+        form = heavy("diffusers").AutoPipelineForImage2Image.from_pipe(pipe)
+    except ValueError:  # no image-to-image class for this pipeline
+        return None
+    form.set_progress_bar_config(disable=True)
+    return form
+
+
+def _progress_callback(progress: JobContext, steps: int, strength: float | None) -> Callable[..., dict[str, Any]]:
     """diffusers' `callback_on_step_end`: RunPod progress every few steps, as step k of n."""
     # image-to-image runs only the last `strength` share of the schedule
     total = max(1, int(steps * strength)) if strength is not None else steps
@@ -583,7 +573,7 @@ def _progress_callback(progress: Progress, steps: int, strength: float | None) -
 
 
 def _out_of_memory(exc: BaseException) -> bool:
-    torch = _heavy("torch")
+    torch = heavy("torch")
     return isinstance(exc, MemoryError | torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
 
 
@@ -592,16 +582,7 @@ def _free_memory(device: str) -> None:
 
     gc.collect()
     if device.startswith("cuda"):
-        _heavy("torch").cuda.empty_cache()
-
-
-def _heavy(module: str) -> Any:
-    """torch and diffusers, imported where used, after the caches are pinned (typed loosely)."""
-    return importlib.import_module(module)
-
-
-def _one_line(exc: BaseException) -> str:
-    return re.sub(r"\s+", " ", str(exc)).strip().rstrip(".")[:300] or type(exc).__name__
+        heavy("torch").cuda.empty_cache()
 
 
 # -- the tasks ---------------------------------------------------------------------------------------
