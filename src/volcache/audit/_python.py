@@ -11,8 +11,10 @@ import dataclasses
 import io
 import tokenize
 from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ._grammar import parse
 from ._locations import DEFAULT_MOUNT_POINTS
 from ._suppress import Suppressions, parse_directive
 
@@ -24,11 +26,27 @@ ScopeNode = ast.Module | ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef |
 
 
 @dataclasses.dataclass(frozen=True)
+class Imported:
+    """`from module import name` (`level` leading dots): a constant another file may hold."""
+
+    module: str
+    name: str
+    level: int
+
+
+@dataclasses.dataclass(frozen=True)
 class Binding:
-    """A name bound at `line`; `value` is None where the bound value cannot be known."""
+    """A name bound at `line`; `value` is None where the bound value cannot be known.
+
+    A loop variable has `loop` (what the loop iterates) and `index` (where the name sits in
+    a tuple target: `for name, path in ...` binds `path` at `(1,)`); a name imported from
+    another module has `imported`."""
 
     line: int
     value: ast.expr | None
+    loop: ast.expr | None = None
+    index: tuple[int, ...] = ()
+    imported: Imported | None = None
 
 
 @dataclasses.dataclass
@@ -43,6 +61,13 @@ class Scope:
 
     def bind(self, name: str, line: int, value: ast.expr | None) -> None:
         self.bindings.setdefault(name, []).append(Binding(line, value))
+
+    def add(self, name: str, binding: Binding) -> None:
+        self.bindings.setdefault(name, []).append(binding)
+
+    @property
+    def is_method(self) -> bool:
+        return self.is_function and self.parent is not None and isinstance(self.parent.node, ast.ClassDef)
 
     @property
     def is_function(self) -> bool:
@@ -126,12 +151,21 @@ class _ScopeBuilder(ast.NodeVisitor):
         self.generic_visit(node)
 
     def visit_For(self, node: ast.For) -> None:
-        self._assign(node.target, None, node.lineno)
+        self._loop(node.target, node.iter, node.lineno, ())
         self.generic_visit(node)
 
     def visit_AsyncFor(self, node: ast.AsyncFor) -> None:
         self._assign(node.target, None, node.lineno)
         self.generic_visit(node)
+
+    def _loop(self, target: ast.expr, iterated: ast.expr, line: int, index: tuple[int, ...]) -> None:
+        if isinstance(target, ast.Name):
+            self._scope.add(target.id, Binding(line, None, loop=iterated, index=index))
+        elif isinstance(target, ast.Tuple | ast.List):
+            for position, element in enumerate(target.elts):
+                self._loop(element, iterated, line, (*index, position))
+        else:
+            self._assign(target, None, line)
 
     def visit_withitem(self, node: ast.withitem) -> None:
         if node.optional_vars is not None:
@@ -149,7 +183,8 @@ class _ScopeBuilder(ast.NodeVisitor):
 
     def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
         for alias in node.names:
-            self._scope.bind(alias.asname or alias.name, node.lineno, None)
+            imported = Imported(node.module or "", alias.name, node.level)
+            self._scope.add(alias.asname or alias.name, Binding(node.lineno, None, imported=imported))
 
     def _assign(self, target: ast.expr, value: ast.expr | None, line: int) -> None:
         if isinstance(target, ast.Name):
@@ -183,13 +218,22 @@ def _import_aliases(nodes: list[ast.AST]) -> dict[str, str]:
 
 
 class PythonModule:
-    """One Python file, parsed; `path` is how findings name it."""
+    """One Python file, parsed; `path` is how findings name it, `source` where it lies on
+    disk when it was read from a file (constants imported from sibling modules are read
+    from there)."""
 
-    def __init__(self, path: str, text: str, mount_points: tuple[str, ...] = DEFAULT_MOUNT_POINTS) -> None:
+    def __init__(
+        self,
+        path: str,
+        text: str,
+        mount_points: tuple[str, ...] = DEFAULT_MOUNT_POINTS,
+        source: Path | None = None,
+    ) -> None:
         self.path = path
         self.text = text
         self.mount_points = mount_points
-        self.tree = ast.parse(text, filename=path)
+        self.source = source
+        self.tree = parse(text, path)
         self.lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
 
     # What follows is computed on first use: most files need only some of it.
