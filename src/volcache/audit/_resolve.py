@@ -61,11 +61,13 @@ def join(parts: list[str]) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class EnvAccess:
-    """A read or write of environment variable `name` at `node`."""
+    """A read or write of environment variable `name` at `node`; `value` is what a write
+    sets, where the code says."""
 
     node: ast.AST
     name: str
     writes: bool
+    value: ast.expr | None = None
 
 
 class Resolver:
@@ -75,6 +77,7 @@ class Resolver:
         self.module = module
         self._calls_by_name: dict[str, list[ast.Call]] | None = None
         self._env: list[EnvAccess] | None = None
+        self._assigned: dict[int, ast.expr] = {}
 
     # -- public ---------------------------------------------------------------------------
 
@@ -101,6 +104,11 @@ class Resolver:
     def env_accesses(self) -> list[EnvAccess]:
         """Reads and writes of environment variables whose name can be known."""
         if self._env is None:
+            assigned: dict[int, ast.expr] = {}
+            for node in self.module.nodes:
+                if isinstance(node, ast.Assign):
+                    assigned.update({id(t): node.value for t in node.targets})
+            self._assigned = assigned
             self._env = [a for node in self.module.nodes for a in self._env_access(node)]
         return self._env
 
@@ -412,13 +420,16 @@ class Resolver:
         if isinstance(node, ast.Subscript) and qualname(node.value) == "os.environ":
             name = self.name_of(node.slice)
             if name and not isinstance(node.ctx, ast.Del):
-                yield EnvAccess(node, name, writes=isinstance(node.ctx, ast.Store))
+                writes = isinstance(node.ctx, ast.Store)
+                yield EnvAccess(node, name, writes, self._assigned.get(id(node)) if writes else None)
         elif isinstance(node, ast.Call):
             func = qualname(node.func)
             if (func in _ENV_READ_CALLS or func in _ENV_WRITE_CALLS) and node.args:
                 name = self.name_of(node.args[0])
                 if name:
-                    yield EnvAccess(node, name, writes=func in _ENV_WRITE_CALLS)
+                    writes = func in _ENV_WRITE_CALLS
+                    value = node.args[1] if writes and len(node.args) > 1 else None
+                    yield EnvAccess(node, name, writes, value)
             elif func == "os.environ.update":
                 yield from self._env_update(node)
         elif isinstance(node, ast.Compare) and _is_membership(node) and qualname(node.comparators[0]) == "os.environ":
@@ -429,13 +440,13 @@ class Resolver:
     def _env_update(self, call: ast.Call) -> Iterator[EnvAccess]:
         for arg in call.args:
             if isinstance(arg, ast.Dict):
-                for key in arg.keys:
+                for key, value in zip(arg.keys, arg.values, strict=True):
                     name = self.name_of(key) if key is not None else None
                     if key is not None and name:
-                        yield EnvAccess(key, name, writes=True)
+                        yield EnvAccess(key, name, True, value)
         for keyword in call.keywords:
             if keyword.arg:
-                yield EnvAccess(keyword, keyword.arg, writes=True)
+                yield EnvAccess(keyword, keyword.arg, True, keyword.value)
 
 
 def _keyword(call: ast.Call, name: str) -> ast.expr | None:

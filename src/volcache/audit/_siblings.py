@@ -32,7 +32,7 @@ def sibling_module(source: Path, module: str, level: int, mount_points: tuple[st
     for base in bases:
         for candidate in _candidates(base, parts):
             if candidate.is_file() and candidate.resolve() != source.resolve():
-                return _load(str(candidate), mount_points)
+                return load_module(str(candidate), mount_points)
     return None
 
 
@@ -43,7 +43,8 @@ def _candidates(base: Path, parts: list[str]) -> list[Path]:
 
 
 @lru_cache(maxsize=256)
-def _load(path: str, mount_points: tuple[str, ...]) -> PythonModule | None:
+def load_module(path: str, mount_points: tuple[str, ...]) -> PythonModule | None:
+    """The Python file at `path`, parsed once per run; None when it cannot be read."""
     from ._python import PythonModule
 
     try:
