@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from volcache.audit import ALL_RULES, AuditOptions, Rule, audit_paths, audit_source
+from volcache.audit._files import file_kind
 from volcache.audit.rules import DockerfileRule, PythonRule
 from volcache.audit.rules._base import DOC_SECTIONS
 
@@ -24,6 +25,26 @@ def test_rule_matches_its_expected_output(rule: Rule) -> None:
     path = fixture_of(rule)
     found = audit_source(path.read_text(encoding="utf-8"), path.name, rule.language, AuditOptions(select=(rule.code,)))
     assert lines(found) == expected(rule.code)
+
+
+def _extra_fixtures() -> list[Path]:
+    """More cases of one rule, as `VC204.sh` or `VC105.alone.py`, each with `<name>.expected`."""
+    primary = {fixture_of(r).name for r in ALL_RULES}
+    return sorted(
+        p
+        for p in FIXTURES.glob("VC*.*")
+        if p.suffix != ".expected" and p.name not in primary and file_kind(p) is not None
+    )
+
+
+@pytest.mark.parametrize("path", _extra_fixtures(), ids=lambda p: p.name)
+def test_more_cases_match_their_expected_output(path: Path) -> None:
+    code, kind = path.name[:5], file_kind(path)
+    assert kind is not None
+    options = AuditOptions(select=(code,))
+    found = audit_source(path.read_text(encoding="utf-8"), path.name, kind, options)
+    assert lines(found) == expected(path.name)
+    assert "# ok" in path.read_text(encoding="utf-8") or found, "a case file must fail or show what stays silent"
 
 
 @pytest.mark.parametrize("rule", ALL_RULES, ids=RULE_IDS)

@@ -47,6 +47,20 @@ class Binding:
     loop: ast.expr | None = None
     index: tuple[int, ...] = ()
     imported: Imported | None = None
+    # Where the binding takes effect, as `position()` counts: the end of its statement, so
+    # `x = "/a"; use(x)` on one line sees it and `x = f(x)` does not.
+    at: float = 0.0
+
+
+def position(node: ast.AST) -> float:
+    """A node's start as one comparable number: line, then column."""
+    return node.lineno + node.col_offset / 1_000_000  # type: ignore[attr-defined]
+
+
+def end_position(node: ast.AST) -> float:
+    """A node's end as `position` counts."""
+    line = getattr(node, "end_lineno", None) or node.lineno  # type: ignore[attr-defined]
+    return line + (getattr(node, "end_col_offset", None) or 0) / 1_000_000
 
 
 @dataclasses.dataclass
@@ -59,8 +73,8 @@ class Scope:
     params: list[str] = dataclasses.field(default_factory=list)
     defaults: dict[str, ast.expr] = dataclasses.field(default_factory=dict)
 
-    def bind(self, name: str, line: int, value: ast.expr | None) -> None:
-        self.bindings.setdefault(name, []).append(Binding(line, value))
+    def bind(self, name: str, line: int, value: ast.expr | None, at: float | None = None) -> None:
+        self.bindings.setdefault(name, []).append(Binding(line, value, at=float(line) if at is None else at))
 
     def add(self, name: str, binding: Binding) -> None:
         self.bindings.setdefault(name, []).append(binding)
@@ -134,16 +148,16 @@ class _ScopeBuilder(ast.NodeVisitor):
 
     def visit_Assign(self, node: ast.Assign) -> None:
         for target in node.targets:
-            self._assign(target, node.value, node.lineno)
+            self._assign(target, node.value, node.lineno, end_position(node))
         self.generic_visit(node)
 
     def visit_AnnAssign(self, node: ast.AnnAssign) -> None:
         if node.value is not None:
-            self._assign(node.target, node.value, node.lineno)
+            self._assign(node.target, node.value, node.lineno, end_position(node))
         self.generic_visit(node)
 
     def visit_NamedExpr(self, node: ast.NamedExpr) -> None:
-        self._assign(node.target, node.value, node.lineno)
+        self._assign(node.target, node.value, node.lineno, end_position(node))
         self.generic_visit(node)
 
     def visit_AugAssign(self, node: ast.AugAssign) -> None:
@@ -160,7 +174,7 @@ class _ScopeBuilder(ast.NodeVisitor):
 
     def _loop(self, target: ast.expr, iterated: ast.expr, line: int, index: tuple[int, ...]) -> None:
         if isinstance(target, ast.Name):
-            self._scope.add(target.id, Binding(line, None, loop=iterated, index=index))
+            self._scope.add(target.id, Binding(line, None, loop=iterated, index=index, at=end_position(target)))
         elif isinstance(target, ast.Tuple | ast.List):
             for position, element in enumerate(target.elts):
                 self._loop(element, iterated, line, (*index, position))
@@ -179,24 +193,25 @@ class _ScopeBuilder(ast.NodeVisitor):
 
     def visit_Import(self, node: ast.Import) -> None:
         for alias in node.names:
-            self._scope.bind((alias.asname or alias.name).split(".")[0], node.lineno, None)
+            self._scope.bind((alias.asname or alias.name).split(".")[0], node.lineno, None, end_position(node))
 
     def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
         for alias in node.names:
             imported = Imported(node.module or "", alias.name, node.level)
-            self._scope.add(alias.asname or alias.name, Binding(node.lineno, None, imported=imported))
+            binding = Binding(node.lineno, None, imported=imported, at=end_position(node))
+            self._scope.add(alias.asname or alias.name, binding)
 
-    def _assign(self, target: ast.expr, value: ast.expr | None, line: int) -> None:
+    def _assign(self, target: ast.expr, value: ast.expr | None, line: int, at: float | None = None) -> None:
         if isinstance(target, ast.Name):
-            self._scope.bind(target.id, line, value)
+            self._scope.bind(target.id, line, value, at)
         elif isinstance(target, ast.Tuple | ast.List):
             values = value.elts if isinstance(value, ast.Tuple | ast.List) else None
             if values is not None and len(values) != len(target.elts):
                 values = None
             for index, element in enumerate(target.elts):
-                self._assign(element, values[index] if values else None, line)
+                self._assign(element, values[index] if values else None, line, at)
         elif isinstance(target, ast.Starred):
-            self._assign(target.value, None, line)
+            self._assign(target.value, None, line, at)
 
 
 def _import_aliases(nodes: list[ast.AST]) -> dict[str, str]:

@@ -22,7 +22,7 @@ import re
 from collections.abc import Iterator
 
 from ._locations import UNKNOWN, env_reference, is_model_location
-from ._python import Binding, Imported, PythonModule, Scope
+from ._python import Binding, Imported, PythonModule, Scope, position
 from ._siblings import sibling_module
 
 _PATH_TYPES = frozenset({"pathlib.Path", "pathlib.PurePath", "pathlib.PosixPath", "pathlib.PurePosixPath"})
@@ -83,7 +83,7 @@ class Resolver:
 
     def value(self, expr: ast.expr) -> str | None:
         """The path `expr` names (unknown parts `*`), or None when nothing is known."""
-        return self._value(expr, self.module.scope_of(expr), expr.lineno, 0)
+        return self._value(expr, self.module.scope_of(expr), position(expr), 0)
 
     def sequence(self, expr: ast.expr) -> list[ast.expr] | None:
         """The elements of a list/tuple/set literal, or of one a plain name was last bound to."""
@@ -91,7 +91,7 @@ class Resolver:
             return list(expr.elts)
         if isinstance(expr, ast.Name):
             bindings = self.module.scope_of(expr).bindings.get(expr.id, [])
-            before = [b for b in bindings if b.line < expr.lineno]
+            before = [b for b in bindings if b.at < position(expr)]
             if before and isinstance(before[-1].value, ast.List | ast.Tuple | ast.Set):
                 return list(before[-1].value.elts)
         return None
@@ -114,7 +114,7 @@ class Resolver:
 
     # -- expressions ----------------------------------------------------------------------
 
-    def _value(self, expr: ast.expr, scope: Scope, line: int, depth: int) -> str | None:
+    def _value(self, expr: ast.expr, scope: Scope, line: float, depth: int) -> str | None:
         if depth > _MAX_DEPTH:
             return None
         if isinstance(expr, ast.Constant):
@@ -145,7 +145,7 @@ class Resolver:
             return None  # `import config`, not `import pkg.config as c` or a from-import
         return self._imported(Imported(target, expr.attr, 0), depth)
 
-    def _fstring(self, expr: ast.JoinedStr, scope: Scope, line: int, depth: int) -> str | None:
+    def _fstring(self, expr: ast.JoinedStr, scope: Scope, line: float, depth: int) -> str | None:
         parts: list[str] = []
         known = False
         for part in expr.values:
@@ -158,7 +158,7 @@ class Resolver:
                 parts.append(UNKNOWN if inner is None else inner)
         return "".join(parts) if known else None
 
-    def _binop(self, expr: ast.BinOp, scope: Scope, line: int, depth: int) -> str | None:
+    def _binop(self, expr: ast.BinOp, scope: Scope, line: float, depth: int) -> str | None:
         left = self._value(expr.left, scope, line, depth + 1)
         if isinstance(expr.op, ast.Mod):
             return _PERCENT_FIELD.sub(UNKNOWN, left) if left is not None else None
@@ -171,7 +171,7 @@ class Resolver:
             return join([UNKNOWN if left is None else left, UNKNOWN if right is None else right])
         return None
 
-    def _call(self, call: ast.Call, scope: Scope, line: int, depth: int) -> str | None:
+    def _call(self, call: ast.Call, scope: Scope, line: float, depth: int) -> str | None:
         if any(isinstance(a, ast.Starred) for a in call.args):
             return None
         name = self.module.qualname(call.func)
@@ -195,7 +195,7 @@ class Resolver:
             return self._method(call, args, scope, line, depth)
         return None
 
-    def _method(self, call: ast.Call, args: list[str | None], scope: Scope, line: int, depth: int) -> str | None:
+    def _method(self, call: ast.Call, args: list[str | None], scope: Scope, line: float, depth: int) -> str | None:
         assert isinstance(call.func, ast.Attribute)
         method, receiver = call.func.attr, call.func.value
         if method == "join" and isinstance(receiver, ast.Constant) and isinstance(receiver.value, str):
@@ -225,7 +225,7 @@ class Resolver:
             and any(t.startswith("huggingface_hub") for t in self.module.aliases.values())
         )
 
-    def _download_result(self, call: ast.Call, scope: Scope, line: int, depth: int) -> str:
+    def _download_result(self, call: ast.Call, scope: Scope, line: float, depth: int) -> str:
         """Where `hf_hub_download`/`snapshot_download` put what they return: a snapshot of
         the Hub cache (`$HF_HUB_CACHE/models--org--name/snapshots/*/file`), or `local_dir`."""
         assert isinstance(call.func, ast.Name | ast.Attribute)
@@ -256,13 +256,13 @@ class Resolver:
 
     # -- names ----------------------------------------------------------------------------
 
-    def _name(self, name: str, scope: Scope, line: int, depth: int) -> str | None:
+    def _name(self, name: str, scope: Scope, line: float, depth: int) -> str | None:
         current: Scope | None = scope
         same_scope = True
         while current is not None:
             bindings = current.bindings.get(name, [])
             if same_scope:
-                before = [b for b in bindings if b.line < line]
+                before = [b for b in bindings if b.at < line]
                 if before:
                     return self._binding(before[-1], depth)
                 if name in current.params:
@@ -294,7 +294,7 @@ class Resolver:
         if binding.value is None:
             return None
         value = binding.value
-        return self._value(value, self.module.scope_of(value), binding.line, depth + 1)
+        return self._value(value, self.module.scope_of(value), binding.at, depth + 1)
 
     def _loop_value(self, binding: Binding, depth: int) -> str | None:
         """A loop variable over a literal list, tuple, set or dict (`.items()`, `.values()`,
@@ -310,7 +310,7 @@ class Resolver:
                 if item is None:
                     break
             if item is not None:
-                candidates.append(self._value(item, self.module.scope_of(binding.loop), binding.line, depth + 1))
+                candidates.append(self._value(item, self.module.scope_of(binding.loop), binding.at, depth + 1))
         return choose(candidates)
 
     def _iterated(self, expr: ast.expr) -> list[ast.expr] | None:
@@ -338,7 +338,7 @@ class Resolver:
         while current is not None:
             bindings = current.bindings.get(expr.id, [])
             if same_scope:
-                bindings = [b for b in bindings if b.line < expr.lineno]
+                bindings = [b for b in bindings if b.at < position(expr)]
             if bindings:
                 value = bindings[-1].value
                 return value if isinstance(value, ast.List | ast.Tuple | ast.Set | ast.Dict) else None
@@ -359,9 +359,9 @@ class Resolver:
         candidates: list[str | None] = []
         default = scope.defaults.get(name)
         if default is not None:
-            candidates.append(self._value(default, self.module.scope_of(default), default.lineno, depth + 1))
+            candidates.append(self._value(default, self.module.scope_of(default), position(default), depth + 1))
         for arg in self._call_site_arguments(name, scope):
-            candidates.append(self._value(arg, self.module.scope_of(arg), arg.lineno, depth + 1))
+            candidates.append(self._value(arg, self.module.scope_of(arg), position(arg), depth + 1))
         return choose(candidates)
 
     def _call_site_arguments(self, name: str, scope: Scope) -> Iterator[ast.expr]:

@@ -77,7 +77,7 @@ class TransformersCache(PythonRule):
                 split = _split(module, access.value, hub)
                 if split is None:
                     continue
-                message = f"{VARIABLE} ({split}) is not the hub cache: transformers 4 and 5 cache in different places"
+                message = f"{VARIABLE} is {split}: transformers 4 and 5 cache in different places"
             yield self.at(module, access.node, message)
 
 
@@ -100,11 +100,13 @@ def _split(module: PythonModule, value: ast.expr | None, hub: HubCache) -> str |
     if value is None or hub_expr is None:
         return None
     mine, theirs = module.resolver.value(value), module.resolver.value(hub_expr)
-    if mine is not None and theirs is not None and UNKNOWN not in mine + theirs:
+    comparable = mine is not None and theirs is not None and not any(c in mine + theirs for c in (UNKNOWN, "$"))
+    if comparable:
+        assert mine is not None and theirs is not None
         theirs = posixpath.join(theirs, below) if below else theirs
         if posixpath.normpath(mine) == posixpath.normpath(theirs):
             return None
-        return f"{mine!r}, the hub cache is {theirs!r}"
+        return f"{mine!r}, not the hub cache {theirs!r}"
     if ast.dump(value) == ast.dump(hub_expr):  # the same expression: the same folder
-        return None if not below else f"the value of {name}, whose hub cache is {name}/{below}"
+        return None if not below else f"the value of {name}, not the hub cache {name}/{below}"
     return None
