@@ -223,7 +223,7 @@ def test_context_files_map_image_paths_back_to_the_build_context(tmp_path: Path)
     (tmp_path / "start.sh").write_text("echo hi\n")
     text = (
         "FROM python\nWORKDIR /app\nCOPY builder/fetch.py /fetch.py\nCOPY . .\nCOPY start.sh /usr/local/bin/\n"
-        "RUN python /fetch.py\nRUN python builder/fetch.py\nCMD [\"/usr/local/bin/start.sh\"]\n"
+        'RUN python /fetch.py\nRUN python builder/fetch.py\nCMD ["/usr/local/bin/start.sh"]\n'
     )
     dockerfile = Dockerfile("ctx/Dockerfile", text, (), tmp_path)
     found = [(s.file.display, s.file.kind, s.at_start) for s in scripts_run(dockerfile)]
@@ -274,7 +274,7 @@ def _value_of_last_call_arg(source: str) -> str | None:
         ('DIRS = {"x": "/a"}\nfor name, p in DIRS.items():\n    use(p)', "/a"),
         ('for name in {"x": "/a"}:\n    use(name)', "x"),
         ('for p in {"x": "/a"}.values():\n    use(p)', "/a"),
-        ('for p in get_dirs():\n    use(p)', None),
+        ("for p in get_dirs():\n    use(p)", None),
         (
             'from huggingface_hub import hf_hub_download\nuse(hf_hub_download("org/m", "model.safetensors"))',
             "$HF_HUB_CACHE/models--org--m/snapshots/*/model.safetensors",
@@ -286,7 +286,10 @@ def _value_of_last_call_arg(source: str) -> str | None:
         ('from huggingface_hub import snapshot_download\nuse(snapshot_download("o/m", local_dir="/l"))', "/l"),
         ('def snapshot_download(r):\n    return r\nuse(snapshot_download("o/m"))', None),
         ('from shutil import copy\nclass C:\n    def copy(self, a, b):\n        use(b)\ncopy("/x", "/y")', None),
-        ('class C:\n    def copy(self, a, b):\n        use(b)\n    def run(self):\n        self.copy("/x", "/y")', "/y"),
+        (
+            'class C:\n    def copy(self, a, b):\n        use(b)\n    def run(self):\n        self.copy("/x", "/y")',
+            "/y",
+        ),
         ('a, b = "/a", "/b"\nuse(b)', "/b"),
     ],
 )

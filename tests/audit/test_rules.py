@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -128,3 +129,38 @@ def test_parse_error_is_a_finding_unless_ignored() -> None:
     assert [(f.code, f.line) for f in found] == [("VC001", 1)]
     assert audit_source("def broken(:\n", "bad.py", "python", AuditOptions(ignore=("VC001",))) == []
     assert [f.code for f in audit_source("x = 1\0", "nul.py", "python")] == ["VC001"]
+
+
+def test_a_project_with_build_context_scripts_sibling_constants_and_a_bake(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(FIXTURES)
+    report = audit_paths([Path("projects/worker")])
+    assert lines(report.findings) == expected("projects_worker")
+    # Dockerfile.vllm bakes HF_HOME through bake.py: neither HF_HOME nor HF_DATASETS_CACHE is flagged
+    assert {(f.path, f.line) for f in report.findings if f.code == "VC202"} == {("projects/worker/Dockerfile.vllm", 6)}
+
+
+def test_a_dockerfile_named_alone_brings_the_scripts_it_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(FIXTURES)
+    report = audit_paths([Path("projects/worker/Dockerfile")])
+    assert lines(report.findings) == expected("projects_worker_dockerfile")
+    assert report.files_checked == 3  # the Dockerfile, builder/fetch.py and start.sh
+
+
+def test_an_fstring_that_needs_python_3_12_is_still_audited() -> None:
+    source = (
+        "import shutil\n"
+        "names = ['a']\n"
+        "print(f\"{'\\n'.join(names)}\")\n"
+        'shutil.copytree("/tmp/models", "/runpod-volume/models")\n'
+    )
+    found = audit_source(source, "new.py", "python")
+    assert [(f.line, f.col, f.code) for f in found] == [(4, 1, "VC101")]
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 12), reason="the running grammar reads PEP 695 type aliases")
+def test_a_file_that_needs_a_newer_python_says_which() -> None:
+    found = audit_source("type Paths = list[str]\n", "alias.py", "python")
+    assert lines(found) == [
+        f"alias.py:1:6 VC001 cannot parse this file (invalid syntax; the file needs Python 3.12 or newer, "
+        f"the audit runs on {sys.version_info.major}.{sys.version_info.minor}): not audited"
+    ]

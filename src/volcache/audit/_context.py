@@ -156,7 +156,8 @@ def _script_words(command: SimpleCommand) -> list[str]:
     if program in _SHELLS or program.startswith(_PYTHON_PREFIXES):
         if "-c" in words[1:]:
             index = words.index("-c")
-            return [w for c in split_commands(words[index + 1]) for w in _script_words(c)] if index + 1 < len(words) else []
+            code = words[index + 1] if index + 1 < len(words) else ""
+            return [w for c in split_commands(code) for w in _script_words(c)]
         operands = [w for w in words[1:] if not w.startswith("-")]
         return operands[:1] if "-m" not in words[1:] else []
     return [words[0]] if "/" in words[0] or words[0].endswith((".sh", ".py")) else []

@@ -19,6 +19,7 @@ import dataclasses
 import posixpath
 import re
 from collections.abc import Iterator
+from typing import Literal
 
 from ._context import context_file
 from ._dockerfile import Dockerfile, Step, copy_operands
@@ -145,7 +146,7 @@ def _python_download(
     return None
 
 
-def python_download_target(module: PythonModule, step: Step, extra: dict[str, str]) -> str | None | bool:
+def python_download_target(module: PythonModule, step: Step, extra: dict[str, str]) -> str | Literal[False] | None:
     """Where the first download of a Python module run at `step` writes: a folder, None
     when it downloads somewhere the file does not say, False when it downloads nothing."""
     resolver = module.resolver

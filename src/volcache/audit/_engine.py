@@ -106,9 +106,7 @@ def _check(
             raise SyntaxError(str(exc)) from exc
         return [f for r in rules if isinstance(r, PythonRule) for f in r.check(module)], module.suppressions
     context = source.parent if source is not None and kind == "dockerfile" else None
-    dockerfile = Dockerfile(
-        path, text, options.mount_points, context, script=kind == "shell", env=env, workdir=workdir
-    )
+    dockerfile = Dockerfile(path, text, options.mount_points, context, script=kind == "shell", env=env, workdir=workdir)
     found: list[Finding] = []
     for rule in rules:
         found.extend(rule.check(dockerfile) if isinstance(rule, DockerfileRule) else _commands_of(rule, dockerfile))
@@ -149,7 +147,9 @@ def _read(path: Path, kind: Kind) -> str:
     return path.read_text(encoding="utf-8")
 
 
-def _audit_file(path: Path, kind: Kind, display: str, options: AuditOptions, script: RunScript | None = None) -> list[Finding]:
+def _audit_file(
+    path: Path, kind: Kind, display: str, options: AuditOptions, script: RunScript | None = None
+) -> list[Finding]:
     try:
         text = _read(path, kind)
     except (OSError, UnicodeDecodeError, SyntaxError) as exc:

@@ -60,8 +60,7 @@ def needed_version(error: SyntaxError, text: str) -> str | None:
         if fragment in message:
             return version
     lines = text.splitlines()
-    candidates = [error.lineno] if error.lineno else []
-    candidates += [error.end_lineno] if getattr(error, "end_lineno", None) else []
+    candidates = [n for n in (error.lineno, getattr(error, "end_lineno", None)) if isinstance(n, int) and n]
     for number in candidates:
         line = lines[number - 1] if number and 0 < number <= len(lines) else ""
         for pattern, version in _NEWER_LINES:

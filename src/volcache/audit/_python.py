@@ -54,13 +54,18 @@ class Binding:
 
 def position(node: ast.AST) -> float:
     """A node's start as one comparable number: line, then column."""
-    return node.lineno + node.col_offset / 1_000_000  # type: ignore[attr-defined]
+    line: int = getattr(node, "lineno", 0)
+    col: int = getattr(node, "col_offset", 0)
+    return line + col / 1_000_000
 
 
 def end_position(node: ast.AST) -> float:
     """A node's end as `position` counts."""
-    line = getattr(node, "end_lineno", None) or node.lineno  # type: ignore[attr-defined]
-    return line + (getattr(node, "end_col_offset", None) or 0) / 1_000_000
+    end_line: int | None = getattr(node, "end_lineno", None)
+    end_col: int | None = getattr(node, "end_col_offset", None)
+    line = end_line if end_line is not None else int(getattr(node, "lineno", 0))
+    col = end_col if end_col is not None else 0
+    return line + col / 1_000_000
 
 
 @dataclasses.dataclass

@@ -39,6 +39,7 @@ _FORMAT_FIELD = re.compile(r"\{[^{}]*\}")
 _MAX_DEPTH = 8
 _HUB_DOWNLOADS = frozenset({"hf_hub_download", "snapshot_download"})
 _STATIC = frozenset({"staticmethod"})
+_SELF = frozenset({"self", "cls"})
 
 
 def choose(candidates: list[str | None]) -> str | None:
@@ -305,12 +306,14 @@ class Resolver:
             return None
         candidates: list[str | None] = []
         for item in items:
-            for position in binding.index:
-                item = item.elts[position] if isinstance(item, ast.Tuple | ast.List) and position < len(item.elts) else None
-                if item is None:
+            picked: ast.expr | None = item
+            for place in binding.index:
+                inside = isinstance(picked, ast.Tuple | ast.List) and place < len(picked.elts)
+                picked = picked.elts[place] if inside and isinstance(picked, ast.Tuple | ast.List) else None
+                if picked is None:
                     break
-            if item is not None:
-                candidates.append(self._value(item, self.module.scope_of(binding.loop), binding.at, depth + 1))
+            if picked is not None:
+                candidates.append(self._value(picked, self.module.scope_of(binding.loop), binding.at, depth + 1))
         return choose(candidates)
 
     def _iterated(self, expr: ast.expr) -> list[ast.expr] | None:
@@ -410,7 +413,7 @@ class Resolver:
             func = node.func
             if isinstance(func, ast.Name):
                 self._calls_by_name.setdefault(func.id, []).append(node)
-            elif isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id in ("self", "cls"):
+            elif isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id in _SELF:
                 self._calls_by_name.setdefault("self." + func.attr, []).append(node)
 
     # -- environment ----------------------------------------------------------------------

@@ -10,6 +10,7 @@ from .._python import PythonModule
 from .._shell import copied_model_operands
 from ._base import PythonRule, is_runner, shell_commands
 
+
 class ShellCopyModel(PythonRule):
     """Copying model files with `cp`, `rsync` or `tar` from Python.
 

@@ -84,7 +84,8 @@ class DownloadLocalDir(PythonRule):
             for command in dockerfile.run_commands(step):
                 option = local_dir_option(command)
                 if option is not None:
-                    message = f"`{command.program} download --local-dir` writes a second copy of the files outside the Hub cache"
+                    message = f"`{command.program} download --local-dir` writes a second copy"
+                    message += " of the files outside the Hub cache"
                     yield self.at_step(dockerfile, step, option.offset, message)
 
     @staticmethod
