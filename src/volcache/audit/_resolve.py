@@ -79,6 +79,10 @@ class Resolver:
         self._calls_by_name: dict[str, list[ast.Call]] | None = None
         self._env: list[EnvAccess] | None = None
         self._assigned: dict[int, ast.expr] = {}
+        # What a parameter or a binding resolves to, computed once: call sites fan out, and a
+        # chain of functions that pass a path on would otherwise be walked exponentially.
+        # A key is set to None while its value is computed, which also stops recursion.
+        self._memo: dict[tuple[int, str], str | None] = {}
 
     # -- public ---------------------------------------------------------------------------
 
@@ -288,6 +292,13 @@ class Resolver:
         return parent
 
     def _binding(self, binding: Binding, depth: int) -> str | None:
+        key = (id(binding), "")
+        if key not in self._memo:
+            self._memo[key] = None
+            self._memo[key] = self._bound_value(binding, depth)
+        return self._memo[key]
+
+    def _bound_value(self, binding: Binding, depth: int) -> str | None:
         if binding.loop is not None:
             return self._loop_value(binding, depth)
         if binding.imported is not None:
@@ -359,6 +370,13 @@ class Resolver:
         return other.resolver._binding(bindings[-1], depth + 1) if bindings else None
 
     def _param(self, name: str, scope: Scope, depth: int) -> str | None:
+        key = (id(scope.node), name)
+        if key not in self._memo:
+            self._memo[key] = None
+            self._memo[key] = self._param_value(name, scope, depth)
+        return self._memo[key]
+
+    def _param_value(self, name: str, scope: Scope, depth: int) -> str | None:
         candidates: list[str | None] = []
         default = scope.defaults.get(name)
         if default is not None:
