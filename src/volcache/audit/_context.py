@@ -22,6 +22,7 @@ from ._locations import is_under
 from ._shell import SimpleCommand, split_commands
 
 _MAX_SCANNED = 200  # files of a `COPY . /app` read to learn whether the worker uses a volume
+_MAX_FOLDERS = 500  # folders of the context walked for that
 _MAX_BYTES = 1_000_000
 _SHELLS = frozenset({"sh", "bash", "dash", "zsh"})
 _PYTHON_PREFIXES = ("python",)
@@ -193,7 +194,9 @@ def _files_under(path: Path) -> Iterator[Path]:
         return
     if not path.is_dir():
         return
-    for folder, dirnames, filenames in os.walk(path):
+    for visited, (folder, dirnames, filenames) in enumerate(os.walk(path)):
+        if visited >= _MAX_FOLDERS:
+            return
         dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS and not d.startswith("."))
         for name in sorted(filenames):
             candidate = Path(folder) / name

@@ -58,22 +58,15 @@ class CacheEnvOnContainerDisk(DockerfileRule):
     fix = "point the cache at the volume, e.g. ENV HF_HOME=/runpod-volume/models"
 
     def check(self, dockerfile: Dockerfile) -> Iterator[Finding]:
-        if dockerfile.is_script or not is_volume_worker(dockerfile):
+        if dockerfile.is_script:
+            return
+        candidates = list(_container_disk_caches(dockerfile))
+        # Whether the image uses a volume may mean reading its build context: only when needed.
+        if not candidates or not is_volume_worker(dockerfile):
             return
         baked = weight_targets(dockerfile)
-        for step in dockerfile.steps:
-            if step.keyword != "ENV":
-                continue
-            for key, raw, offset in dockerfile.env_entries(step):
-                if key not in CACHE_ENV_VARS:
-                    continue
-                if not step.expand(raw).startswith(("/", "~")):
-                    continue  # relative, or built from a variable this file does not set
-                path = step.absolute(raw)
-                if dockerfile.mount_of(path):
-                    continue
-                if _baked(dockerfile, step, path, baked):
-                    continue
+        for step, key, path, offset in candidates:
+            if not _baked(dockerfile, step, path, baked):
                 mount = dockerfile.mount_points[0]
                 message = (
                     f"{key}={path} puts the model cache on the container disk, not the volume ({mount}): "
@@ -81,6 +74,20 @@ class CacheEnvOnContainerDisk(DockerfileRule):
                 )
                 fix = f"point it at the volume, e.g. ENV {key}={mount}/models"
                 yield self.at(dockerfile, step, offset, message, fix)
+
+
+def _container_disk_caches(dockerfile: Dockerfile) -> Iterator[tuple[Step, str, str, int]]:
+    """`(step, variable, absolute path, offset)` of each ENV of a cache variable that
+    points at a known absolute path outside every mount point."""
+    for step in dockerfile.steps:
+        if step.keyword != "ENV":
+            continue
+        for key, raw, offset in dockerfile.env_entries(step):
+            if key not in CACHE_ENV_VARS or not step.expand(raw).startswith(("/", "~")):
+                continue  # not a cache; relative, or built from a variable this file does not set
+            path = step.absolute(raw)
+            if not dockerfile.mount_of(path):
+                yield step, key, path, offset
 
 
 def _baked(dockerfile: Dockerfile, step: Step, path: str, baked: list[str]) -> bool:
