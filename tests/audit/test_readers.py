@@ -284,6 +284,10 @@ def _value_of_last_call_arg(source: str) -> str | None:
             "/c/models--*/snapshots/*",
         ),
         ('from huggingface_hub import snapshot_download\nuse(snapshot_download("o/m", local_dir="/l"))', "/l"),
+        (
+            'from huggingface_hub import hf_hub_download\nuse(hf_hub_download("o/d", "x.csv", repo_type="dataset"))',
+            None,
+        ),
         ('def snapshot_download(r):\n    return r\nuse(snapshot_download("o/m"))', None),
         ('from shutil import copy\nclass C:\n    def copy(self, a, b):\n        use(b)\ncopy("/x", "/y")', None),
         (

@@ -2,8 +2,8 @@
 
 A path is a model/cache location when, split on `/`, it has
 
-- a segment that names a model folder: `hub`, `huggingface`, `torch`, `snapshots`, a Hub
-  cache repo folder `models--org--name`, or a name whose tokens (split on `-`, `_`, `.`)
+- a segment that names a model folder: `hub`, `huggingface`, `torch`, a Hub cache repo
+  folder `models--org--name`, or a name whose tokens (split on `-`, `_`, `.`)
   include a model word (`models`, `model`, `weights`, `checkpoints`, `ckpt`, ...) and no
   word that says it holds something else (`outputs`, `logs`, `configs`, ...):
   `models_cache`, `comfyui-local-models`, `pretrained_weights` are model folders,
@@ -56,7 +56,7 @@ WEIGHT_SUFFIXES: tuple[str, ...] = (
 )
 
 # Whole segments that name a model cache.
-MODEL_SEGMENTS: frozenset[str] = frozenset({"hub", "huggingface", "torch", "snapshots"})
+MODEL_SEGMENTS: frozenset[str] = frozenset({"hub", "huggingface", "torch"})
 # Tokens of a folder name (split on `-`, `_`, `.`) that say it holds weights.
 MODEL_TOKENS: frozenset[str] = frozenset(
     {"models", "model", "weights", "weight", "checkpoints", "checkpoint", "ckpt", "ckpts", "loras", "lora",

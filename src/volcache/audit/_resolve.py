@@ -230,10 +230,13 @@ class Resolver:
             and any(t.startswith("huggingface_hub") for t in self.module.aliases.values())
         )
 
-    def _download_result(self, call: ast.Call, scope: Scope, line: float, depth: int) -> str:
+    def _download_result(self, call: ast.Call, scope: Scope, line: float, depth: int) -> str | None:
         """Where `hf_hub_download`/`snapshot_download` put what they return: a snapshot of
         the Hub cache (`$HF_HUB_CACHE/models--org--name/snapshots/*/file`), or `local_dir`."""
         assert isinstance(call.func, ast.Name | ast.Attribute)
+        repo_type = _keyword(call, "repo_type")
+        if repo_type is not None and not (isinstance(repo_type, ast.Constant) and repo_type.value in (None, "model")):
+            return None  # a dataset or a Space: not model weights, as far as the file says
         function = call.func.id if isinstance(call.func, ast.Name) else call.func.attr
         single_file = (self.module.qualname(call.func) or function).endswith("hf_hub_download")
 
