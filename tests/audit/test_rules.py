@@ -143,7 +143,7 @@ def test_a_dockerfile_named_alone_brings_the_scripts_it_runs(monkeypatch: pytest
     monkeypatch.chdir(FIXTURES)
     report = audit_paths([Path("projects/worker/Dockerfile")])
     assert lines(report.findings) == expected("projects_worker_dockerfile")
-    assert report.files_checked == 3  # the Dockerfile, builder/fetch.py and start.sh
+    assert report.files_checked == 4  # the Dockerfile, builder/fetch.py, builder/models.sh and start.sh
 
 
 def test_an_fstring_that_needs_python_3_12_is_still_audited() -> None:

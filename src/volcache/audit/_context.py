@@ -52,7 +52,8 @@ def context_file(dockerfile: Dockerfile, step: Step, image_path: str) -> Context
     context = dockerfile.context
     if context is None or not image_path.startswith("/"):
         return None
-    index = dockerfile.steps.index(step)
+    # `step` may be a copy with another working folder (after a `cd`): find it by its instruction
+    index = next((i for i, s in enumerate(dockerfile.steps) if s.instruction is step.instruction), 0)
     for earlier in reversed(dockerfile.steps[:index]):
         if earlier.keyword not in ("COPY", "ADD") or earlier.stage != step.stage:
             continue
@@ -133,21 +134,21 @@ def scripts_run(dockerfile: Dockerfile) -> Iterator[RunScript]:
     for step in dockerfile.steps:
         if step.keyword not in ("RUN", "ENTRYPOINT", "CMD"):
             continue
-        for command in _commands(dockerfile, step):
-            for word in _script_words(command):
-                found = context_file(dockerfile, step, step.absolute(word))
+        for command, here in _commands(dockerfile, step):
+            for word in script_words(command):
+                found = context_file(dockerfile, here, here.absolute(word))
                 if found is not None and found.path.resolve() not in seen:
                     seen.add(found.path.resolve())
                     yield RunScript(found, step, step.keyword != "RUN", dockerfile)
 
 
-def _commands(dockerfile: Dockerfile, step: Step) -> list[SimpleCommand]:
+def _commands(dockerfile: Dockerfile, step: Step) -> list[tuple[SimpleCommand, Step]]:
     if step.keyword == "RUN":
-        return dockerfile.run_commands(step)
-    return dockerfile.run_commands(dataclasses.replace(step, commands=None))
+        return list(dockerfile.commands_in_place(step))
+    return [(c, step) for c in dockerfile.run_commands(step)]
 
 
-def _script_words(command: SimpleCommand) -> list[str]:
+def script_words(command: SimpleCommand) -> list[str]:
     """The words of a command that may name a script: the program, or the first operand of
     a shell or Python interpreter."""
     words = [w.text for w in command.argv]
@@ -158,7 +159,7 @@ def _script_words(command: SimpleCommand) -> list[str]:
         if "-c" in words[1:]:
             index = words.index("-c")
             code = words[index + 1] if index + 1 < len(words) else ""
-            return [w for c in split_commands(code) for w in _script_words(c)]
+            return [w for c in split_commands(code) for w in script_words(c)]
         operands = [w for w in words[1:] if not w.startswith("-")]
         return operands[:1] if "-m" not in words[1:] else []
     return [words[0]] if "/" in words[0] or words[0].endswith((".sh", ".py")) else []

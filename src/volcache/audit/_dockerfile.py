@@ -371,6 +371,16 @@ class Dockerfile:
             return [_pinned(c, at) for c in split_commands(exec_form[2])]
         return [SimpleCommand(tuple(Word(a, at) for a in exec_form))] if exec_form else []
 
+    def commands_in_place(self, step: Step) -> Iterator[tuple[SimpleCommand, Step]]:
+        """The commands of a RUN step, each with the step as it runs: a `cd` earlier in the
+        same RUN (`cd /app && python fetch.py`) moves the working folder."""
+        workdir = step.workdir
+        for command in self.run_commands(step):
+            here = step if workdir == step.workdir else dataclasses.replace(step, workdir=workdir)
+            if command.program == "cd" and len(command.argv) == 2:
+                workdir = here.absolute(command.argv[1].text)
+            yield command, here
+
     # -- facts about the whole file -------------------------------------------------------
 
     def mentions_mount_point(self) -> bool:

@@ -21,7 +21,7 @@ import re
 from collections.abc import Iterator
 from typing import Literal
 
-from ._context import context_file
+from ._context import ContextFile, context_file, script_words
 from ._dockerfile import Dockerfile, Step, copy_operands
 from ._embedded import embedded_module, script_module
 from ._locations import UNKNOWN, is_model_location
@@ -56,8 +56,8 @@ class Download:
 
 def downloads(dockerfile: Dockerfile, step: Step) -> Iterator[Download]:
     """The downloads of a RUN step."""
-    for command in dockerfile.run_commands(step):
-        found = _download(dockerfile, command, step)
+    for command, here in dockerfile.commands_in_place(step):
+        found = _download(dockerfile, command, here)
         if found is not None:
             yield found
 
@@ -94,6 +94,9 @@ def _download(dockerfile: Dockerfile, command: SimpleCommand, step: Step) -> Dow
     program, args, word = command.program, [w.text for w in command.argv], command.argv[0]
     if _PYTHON.fullmatch(program):
         return _python_download(dockerfile, command, step, extra)
+    script = _shell_script(dockerfile, command, step)
+    if script is not None:
+        return _script_download(dockerfile, command, step, extra, script)
     if program == "volcache" and args[1:2] == ["fetch"]:
         return Download(word, "volcache fetch", _volcache_home(step, extra))
     if program in ("wget", "curl"):
@@ -101,6 +104,32 @@ def _download(dockerfile: Dockerfile, command: SimpleCommand, step: Step) -> Dow
     if program == "git" and args[1:2] == ["clone"]:
         return _git_clone(command, step, extra)
     return _cli_download(command, step, extra)
+
+
+def _shell_script(dockerfile: Dockerfile, command: SimpleCommand, step: Step) -> ContextFile | None:
+    """The build context shell script a command runs (`bash /fetch.sh`, `/fetch.sh`)."""
+    for word in script_words(command):
+        found = context_file(dockerfile, step, step.absolute(word))
+        if found is not None and found.kind == "shell":
+            return found
+    return None
+
+
+def _script_download(
+    dockerfile: Dockerfile, command: SimpleCommand, step: Step, extra: dict[str, str], script: ContextFile
+) -> Download | None:
+    """The first download of a context shell script run at build time, with the step's variables."""
+    try:
+        text = script.path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    env = {**step.env, **extra}
+    inner = Dockerfile(script.display, text, dockerfile.mount_points, script=True, env=env, workdir=step.workdir)
+    for inner_step in inner.steps:
+        for found in downloads(inner, inner_step):
+            tool = f"{posixpath.basename(script.display)} ({found.tool})"
+            return Download(command.argv[0], tool, found.target)
+    return None
 
 
 def _cli_download(command: SimpleCommand, step: Step, extra: dict[str, str]) -> Download | None:
