@@ -146,15 +146,19 @@ def test_a_dockerfile_named_alone_brings_the_scripts_it_runs(monkeypatch: pytest
     assert report.files_checked == 4  # the Dockerfile, builder/fetch.py, builder/models.sh and start.sh
 
 
-def test_an_fstring_that_needs_python_3_12_is_still_audited() -> None:
-    source = (
-        "import shutil\n"
-        "names = ['a']\n"
-        "print(f\"{'\\n'.join(names)}\")\n"
-        'shutil.copytree("/tmp/models", "/runpod-volume/models")\n'
-    )
+@pytest.mark.parametrize(
+    "fstring",
+    [
+        "print(f\"{'\\n'.join(names)}\")",  # a backslash in the expression
+        'print(f"""{len(names)  # a comment\n}""")',  # a comment in the expression
+        's = f"""\n{"\\n".join(names)}\n"""',  # over several lines
+    ],
+)
+def test_an_fstring_that_needs_python_3_12_is_still_audited(fstring: str) -> None:
+    source = f"import shutil\nnames = ['a']\n{fstring}\n" + 'shutil.copytree("/tmp/models", "/runpod-volume/models")\n'
     found = audit_source(source, "new.py", "python")
-    assert [(f.line, f.col, f.code) for f in found] == [(4, 1, "VC101")]
+    line = source.count("\n")
+    assert [(f.line, f.col, f.code) for f in found] == [(line, 1, "VC101")]
 
 
 @pytest.mark.skipif(sys.version_info >= (3, 12), reason="the running grammar reads PEP 695 type aliases")
