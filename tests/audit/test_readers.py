@@ -114,6 +114,9 @@ def test_model_locations(path: str | None, model: bool) -> None:
         ("start.sh", "shell"),
         ("entrypoint.bash", "shell"),
         ("Dockerfile.vllm", "dockerfile"),
+        ("Dockerfile-cuda12", "dockerfile"),
+        ("dockerfile_gpu", "dockerfile"),
+        ("Dockerfile.md", None),
     ],
 )
 def test_file_kinds(name: str, kind: str | None) -> None:

@@ -16,10 +16,15 @@ SKIP_DIRS = frozenset(
 )  # fmt: skip
 
 
+# Files named like a Dockerfile that are about one, not one.
+_DOCUMENTS = (".md", ".txt", ".rst", ".json", ".yaml", ".yml", ".toml", ".html")
+
+
 def file_kind(path: Path) -> Kind | None:
     """`python` for `*.py`; `shell` for `*.sh` and `*.bash`; `dockerfile` for `Dockerfile`,
-    `Dockerfile.*`, `*.Dockerfile`, `Containerfile` and `Containerfile.*` (any case); None
-    for anything else."""
+    `Dockerfile.*`, `Dockerfile-*`, `Dockerfile_*`, `*.Dockerfile`, and the same with
+    `Containerfile` (any case), except documents about them (`Dockerfile.md`); None for
+    anything else."""
     name = path.name.lower()
     if name.endswith(".py"):
         return "python"
@@ -28,7 +33,9 @@ def file_kind(path: Path) -> Kind | None:
     if name.endswith(".dockerignore"):
         return None
     for base in ("dockerfile", "containerfile"):
-        if name == base or name.startswith(base + ".") or name.endswith("." + base):
+        if name == base or name.endswith("." + base):
+            return "dockerfile"
+        if name.startswith((base + ".", base + "-", base + "_")) and not name.endswith(_DOCUMENTS):
             return "dockerfile"
     return None
 

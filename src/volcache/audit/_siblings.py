@@ -21,7 +21,14 @@ _MAX_BYTES = 1_000_000  # a constants module is small; a huge generated file is 
 
 def sibling_module(source: Path, module: str, level: int, mount_points: tuple[str, ...]) -> PythonModule | None:
     """The parsed module `module` (with `level` leading dots) as imported from `source`."""
-    folder = source.resolve().parent
+    found = _find(str(source.resolve()), module, level)
+    return load_module(found, mount_points) if found is not None else None
+
+
+@lru_cache(maxsize=4096)
+def _find(source: str, module: str, level: int) -> str | None:
+    """Where `module` lies for an import in file `source`, looked up once per run."""
+    folder = Path(source).parent
     if level == 1:
         bases = [folder]
     elif level > 1:
@@ -31,8 +38,8 @@ def sibling_module(source: Path, module: str, level: int, mount_points: tuple[st
     parts = [p for p in module.split(".") if p]
     for base in bases:
         for candidate in _candidates(base, parts):
-            if candidate.is_file() and candidate.resolve() != source.resolve():
-                return load_module(str(candidate), mount_points)
+            if candidate.is_file() and str(candidate.resolve()) != source:
+                return str(candidate)
     return None
 
 
