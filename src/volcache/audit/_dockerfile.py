@@ -31,6 +31,7 @@ _ESCAPE_DIRECTIVE = re.compile(r"#\s*escape\s*=\s*(\S)\s*$", re.IGNORECASE)
 _OTHER_DIRECTIVE = re.compile(r"#\s*[a-z]+\s*=", re.IGNORECASE)
 _HEREDOC = re.compile(r"<<(-?)\s*([\"']?)([A-Za-z_][A-Za-z0-9_]*)\2")
 _VARIABLE = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-+])([^}]*))?\}|([A-Za-z_][A-Za-z0-9_]*))")
+_PYTHON_PROGRAM = re.compile(r"python(?:[0-9]+(?:\.[0-9]+)?)?")
 _FLAG = re.compile(r"--([a-z-]+)(?:=(\S*))?\s*")
 
 
@@ -366,7 +367,10 @@ class Dockerfile:
         _, at = instruction.flags()
         exec_form = instruction.json_form()
         if exec_form is None:
-            return [_shifted(c, at) for c in split_commands(instruction.args[at:])]
+            text = instruction.args[at:]
+            if Dockerfile.python_heredoc(step) is not None:  # the body is Python, not shell
+                text = text.split("\n", 1)[0]
+            return [_shifted(c, at) for c in split_commands(text)]
         if len(exec_form) >= 3 and exec_form[1] == "-c" and exec_form[0].endswith("sh"):
             return [_pinned(c, at) for c in split_commands(exec_form[2])]
         return [SimpleCommand(tuple(Word(a, at) for a in exec_form))] if exec_form else []
@@ -380,6 +384,22 @@ class Dockerfile:
             if command.program == "cd" and len(command.argv) == 2:
                 workdir = here.absolute(command.argv[1].text)
             yield command, here
+
+    @staticmethod
+    def python_heredoc(step: Step) -> tuple[str, int] | None:
+        """The Python a RUN feeds through a heredoc (`RUN python3 <<EOF`, or `RUN <<EOF`
+        with a python shebang), and the offset of its first character in `args`."""
+        if step.keyword != "RUN" or step.commands is not None:
+            return None
+        first, newline, body = step.instruction.args.partition("\n")
+        if not newline or not _HEREDOC.search(first):
+            return None
+        programs = [c for c in split_commands(first) if c.argv]
+        runs_python = any(
+            _PYTHON_PROGRAM.fullmatch(c.program) and "-c" not in [w.text for w in c.argv] for c in programs
+        )
+        shebang = not programs and body.startswith("#!") and "python" in body.split("\n", 1)[0]
+        return (body, len(first) + 1) if runs_python or shebang else None
 
     # -- facts about the whole file -------------------------------------------------------
 

@@ -56,6 +56,13 @@ class Download:
 
 def downloads(dockerfile: Dockerfile, step: Step) -> Iterator[Download]:
     """The downloads of a RUN step."""
+    heredoc = dockerfile.python_heredoc(step)
+    module = embedded_module(dockerfile, heredoc[0]) if heredoc is not None else None
+    if module is not None:
+        target = python_download_target(module, step, {})
+        if target is not False:
+            word = next(iter(dockerfile.run_commands(step)), None)
+            yield Download(word.argv[0] if word else Word("", 0), "python <<heredoc", target)
     for command, here in dockerfile.commands_in_place(step):
         found = _download(dockerfile, command, here)
         if found is not None:

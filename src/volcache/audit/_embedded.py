@@ -1,6 +1,7 @@
-"""Python inside a Dockerfile or a shell script: `python -c "..."` code, and the context's
-Python files that a `RUN` executes. Both are read with the Python reader, so every Python
-rule applies to them; a finding in `python -c` code is placed on the Dockerfile's line.
+"""Python inside a Dockerfile or a shell script: `python -c "..."` code, a `RUN python3
+<<EOF` heredoc, and the context's Python files that a `RUN` executes. All are read with
+the Python reader, so every Python rule applies to them; a finding in embedded code is
+placed on the Dockerfile's line.
 """
 
 from __future__ import annotations
@@ -51,6 +52,9 @@ def embedded_python(dockerfile: Dockerfile) -> Iterator[Embedded]:
     for step in dockerfile.steps:
         if step.keyword != "RUN":
             continue
+        heredoc = dockerfile.python_heredoc(step)
+        if heredoc is not None and (module := embedded_module(dockerfile, heredoc[0])) is not None:
+            yield Embedded(module, step, Word(heredoc[0], heredoc[1]))
         for command in dockerfile.run_commands(step):
             texts = [w.text for w in command.argv]
             if not texts or not _PYTHON.fullmatch(command.program) or "-c" not in texts[1:-1]:
