@@ -21,8 +21,8 @@ class DownloadIntoMount(DockerfileRule):
     `--local-dir`, `--cache-dir`, `--download-dir`, or the Hub cache that
     `HF_HUB_CACHE`/`HF_HOME` name at that line), Python that downloads
     (`snapshot_download`, `hf_hub_download`, `from_pretrained` of a repo id,
-    `SentenceTransformer(...)`, `pipeline(...)`) in `python -c` code or in a script of the
-    build context that the `RUN` executes (`COPY builder/fetch.py /fetch.py` then
+    `SentenceTransformer(...)`, `pipeline(...)`) in `python -c` code, a Python heredoc, or
+    a script of the build context that the `RUN` executes (`COPY builder/fetch.py /fetch.py` then
     `RUN python /fetch.py`), a `python *download*.py` script that is not in the context,
     `volcache fetch`, `wget`, `curl -o/-O` and `git clone`.
 
