@@ -19,13 +19,11 @@ from pathlib import Path
 from ._dockerfile import Dockerfile, Step, copy_operands
 from ._files import SKIP_DIRS, Kind, file_kind
 from ._locations import is_under
-from ._shell import SimpleCommand, split_commands
+from ._shell import PYTHON_PROGRAM, SHELLS, SimpleCommand, split_commands
 
 _MAX_SCANNED = 200  # files of a `COPY . /app` read to learn whether the worker uses a volume
 _MAX_FOLDERS = 500  # folders of the context walked for that
 _MAX_BYTES = 1_000_000
-_SHELLS = frozenset({"sh", "bash", "dash", "zsh"})
-_PYTHON_PREFIXES = ("python",)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,7 +121,7 @@ def _shebang_kind(path: Path) -> Kind | None:
     interpreter = first.decode("utf-8", "replace").split("/")[-1]
     if "python" in interpreter:
         return "python"
-    return "shell" if any(interpreter.split()[-1:] == [s] or interpreter.startswith(s) for s in _SHELLS) else None
+    return "shell" if any(interpreter.split()[-1:] == [s] or interpreter.startswith(s) for s in SHELLS) else None
 
 
 def scripts_run(dockerfile: Dockerfile) -> Iterator[RunScript]:
@@ -155,7 +153,7 @@ def script_words(command: SimpleCommand) -> list[str]:
     if not words:
         return []
     program = command.program
-    if program in _SHELLS or program.startswith(_PYTHON_PREFIXES):
+    if program in SHELLS or PYTHON_PROGRAM.fullmatch(program):
         if "-c" in words[1:]:
             index = words.index("-c")
             code = words[index + 1] if index + 1 < len(words) else ""

@@ -23,7 +23,7 @@ from functools import cached_property
 from pathlib import Path
 
 from ._locations import CACHE_ENV_VARS, mount_of
-from ._shell import SimpleCommand, Word, split_commands, split_words
+from ._shell import PYTHON_PROGRAM, SimpleCommand, Word, split_commands, split_words
 from ._suppress import Suppressions, parse_directive
 
 _KEYWORD = re.compile(r"\s*([A-Za-z]+)(?=\s|$)")
@@ -31,7 +31,6 @@ _ESCAPE_DIRECTIVE = re.compile(r"#\s*escape\s*=\s*(\S)\s*$", re.IGNORECASE)
 _OTHER_DIRECTIVE = re.compile(r"#\s*[a-z]+\s*=", re.IGNORECASE)
 _HEREDOC = re.compile(r"<<(-?)\s*([\"']?)([A-Za-z_][A-Za-z0-9_]*)\2")
 _VARIABLE = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-+])([^}]*))?\}|([A-Za-z_][A-Za-z0-9_]*))")
-_PYTHON_PROGRAM = re.compile(r"python(?:[0-9]+(?:\.[0-9]+)?)?")
 _FLAG = re.compile(r"--([a-z-]+)(?:=(\S*))?\s*")
 
 
@@ -396,7 +395,7 @@ class Dockerfile:
             return None
         programs = [c for c in split_commands(first) if c.argv]
         runs_python = any(
-            _PYTHON_PROGRAM.fullmatch(c.program) and "-c" not in [w.text for w in c.argv] for c in programs
+            PYTHON_PROGRAM.fullmatch(c.program) and "-c" not in [w.text for w in c.argv] for c in programs
         )
         shebang = not programs and body.startswith("#!") and "python" in body.split("\n", 1)[0]
         return (body, len(first) + 1) if runs_python or shebang else None

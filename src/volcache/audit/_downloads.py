@@ -14,7 +14,6 @@ is not a download as far as the rules know.
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import posixpath
 import re
@@ -25,10 +24,9 @@ from ._context import ContextFile, context_file, script_words
 from ._dockerfile import Dockerfile, Step, copy_operands
 from ._embedded import embedded_module, script_module
 from ._locations import UNKNOWN, is_model_location
-from ._python import PythonModule
-from ._shell import SimpleCommand, Word, option_value
+from ._python import PythonModule, keyword_value
+from ._shell import PYTHON_PROGRAM, SimpleCommand, Word, option_value
 
-_PYTHON = re.compile(r"python(?:[0-9]+(?:\.[0-9]+)?)?")
 _PYTHON_DOWNLOADS = ("snapshot_download", "hf_hub_download", "from_pretrained", "SentenceTransformer(", "pipeline(")
 _PYTHON_TARGET = re.compile(r"\b(?:local_dir|cache_dir|cache_folder)\s*=\s*[rf]?([\"'])(.+?)\1")
 _HUB_DOWNLOADS = frozenset({"snapshot_download", "hf_hub_download"})
@@ -99,7 +97,7 @@ def _download(dockerfile: Dockerfile, command: SimpleCommand, step: Step) -> Dow
         return None
     extra = {name: step.expand(value) for name, value in command.assignments}
     program, args, word = command.program, [w.text for w in command.argv], command.argv[0]
-    if _PYTHON.fullmatch(program):
+    if PYTHON_PROGRAM.fullmatch(program):
         return _python_download(dockerfile, command, step, extra)
     script = _shell_script(dockerfile, command, step)
     if script is not None:
@@ -191,7 +189,7 @@ def python_download_target(module: PythonModule, step: Step, extra: dict[str, st
         if name.startswith("huggingface_hub") and last in _HUB_DOWNLOADS:
             keywords = ("local_dir", "cache_dir")
         elif last == "from_pretrained" or name in _LOADERS:
-            first = call.args[0] if call.args else _keyword(call, "pretrained_model_name_or_path")
+            first = call.args[0] if call.args else keyword_value(call, "pretrained_model_name_or_path")
             source = resolver.value(first) if first is not None else None
             if source is not None and source.startswith(("/", ".", "~")):
                 continue  # loads a local folder: nothing is downloaded
@@ -199,17 +197,13 @@ def python_download_target(module: PythonModule, step: Step, extra: dict[str, st
         else:
             continue
         for keyword in keywords:
-            expr = _keyword(call, keyword)
+            expr = keyword_value(call, keyword)
             if expr is not None:
                 value = resolver.value(expr)
                 known = value is not None and not value.startswith(UNKNOWN)
                 return step.absolute(value, extra) if known and value is not None else None
         return hub_cache(step, extra)
     return False
-
-
-def _keyword(call: ast.Call, name: str) -> ast.expr | None:
-    return next((k.value for k in call.keywords if k.arg == name), None)
 
 
 def _volcache_home(step: Step, extra: dict[str, str]) -> str:

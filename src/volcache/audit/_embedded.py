@@ -7,17 +7,14 @@ placed on the Dockerfile's line.
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Iterator
 from functools import lru_cache
 
 from ._context import ContextFile
 from ._dockerfile import Dockerfile, Step
 from ._python import PythonModule
-from ._shell import Word
+from ._shell import PYTHON_PROGRAM, Word
 from ._siblings import load_module
-
-_PYTHON = re.compile(r"python(?:[0-9]+(?:\.[0-9]+)?)?")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,7 +54,7 @@ def embedded_python(dockerfile: Dockerfile) -> Iterator[Embedded]:
             yield Embedded(module, step, Word(heredoc[0], heredoc[1]))
         for command in dockerfile.run_commands(step):
             texts = [w.text for w in command.argv]
-            if not texts or not _PYTHON.fullmatch(command.program) or "-c" not in texts[1:-1]:
+            if not texts or not PYTHON_PROGRAM.fullmatch(command.program) or "-c" not in texts[1:-1]:
                 continue
             word = command.argv[texts.index("-c") + 1]
             module = embedded_module(dockerfile, word.text)

@@ -219,6 +219,11 @@ class _ScopeBuilder(ast.NodeVisitor):
             self._assign(target.value, None, line, at)
 
 
+def keyword_value(call: ast.Call, name: str) -> ast.expr | None:
+    """The value a call passes as keyword argument `name`, if any."""
+    return next((k.value for k in call.keywords if k.arg == name), None)
+
+
 def _import_aliases(nodes: list[ast.AST]) -> dict[str, str]:
     """Local name -> what it imports: `sh` -> `shutil`, `copytree` -> `shutil.copytree`."""
     aliases: dict[str, str] = {}

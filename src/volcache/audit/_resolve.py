@@ -22,7 +22,7 @@ import re
 from collections.abc import Iterator
 
 from ._locations import UNKNOWN, env_reference, is_model_location
-from ._python import Binding, Imported, PythonModule, Scope, position
+from ._python import Binding, Imported, PythonModule, Scope, keyword_value, position
 from ._siblings import sibling_module
 
 _PATH_TYPES = frozenset({"pathlib.Path", "pathlib.PurePath", "pathlib.PosixPath", "pathlib.PurePosixPath"})
@@ -189,7 +189,7 @@ class Resolver:
             return args[0] if args else None
         if name in _ENV_GETTERS:
             key = args[0] if args else None
-            default_expr = call.args[1] if len(call.args) > 1 else _keyword(call, "default")
+            default_expr = call.args[1] if len(call.args) > 1 else keyword_value(call, "default")
             default = self._value(default_expr, scope, line, depth + 1) if default_expr is not None else None
             return env_reference(key, default) if key and _VARIABLE.fullmatch(key) else None
         if self._is_hub_download(call, name):
@@ -234,25 +234,25 @@ class Resolver:
         """Where `hf_hub_download`/`snapshot_download` put what they return: a snapshot of
         the Hub cache (`$HF_HUB_CACHE/models--org--name/snapshots/*/file`), or `local_dir`."""
         assert isinstance(call.func, ast.Name | ast.Attribute)
-        repo_type = _keyword(call, "repo_type")
+        repo_type = keyword_value(call, "repo_type")
         if repo_type is not None and not (isinstance(repo_type, ast.Constant) and repo_type.value in (None, "model")):
             return None  # a dataset or a Space: not model weights, as far as the file says
         function = call.func.id if isinstance(call.func, ast.Name) else call.func.attr
         single_file = (self.module.qualname(call.func) or function).endswith("hf_hub_download")
 
         def known(index: int, keyword: str) -> str | None:
-            expr = call.args[index] if index < len(call.args) else _keyword(call, keyword)
+            expr = call.args[index] if index < len(call.args) else keyword_value(call, keyword)
             return self._value(expr, scope, line, depth + 1) if expr is not None else None
 
         filename = known(1, "filename") if single_file else None
-        subfolder = _keyword(call, "subfolder")
+        subfolder = keyword_value(call, "subfolder")
         sub = self._value(subfolder, scope, line, depth + 1) if subfolder is not None else None
         file_part = join([p for p in (sub, filename or UNKNOWN) if p]) if single_file else None
-        local_dir = _keyword(call, "local_dir")
+        local_dir = keyword_value(call, "local_dir")
         local = self._value(local_dir, scope, line, depth + 1) if local_dir is not None else None
         if local is not None:
             return join([local, file_part]) if file_part else local
-        cache_dir = _keyword(call, "cache_dir")
+        cache_dir = keyword_value(call, "cache_dir")
         cache = self._value(cache_dir, scope, line, depth + 1) if cache_dir is not None else None
         repo = known(0, "repo_id")
         folder = "models--" + repo.replace("/", "--") if repo and _REPO_ID.fullmatch(repo) else "models--*"
@@ -471,10 +471,6 @@ class Resolver:
         for keyword in call.keywords:
             if keyword.arg:
                 yield EnvAccess(keyword, keyword.arg, True, keyword.value)
-
-
-def _keyword(call: ast.Call, name: str) -> ast.expr | None:
-    return next((k.value for k in call.keywords if k.arg == name), None)
 
 
 def _is_membership(node: ast.Compare) -> bool:

@@ -14,6 +14,9 @@ import re
 from collections.abc import Callable, Iterator
 
 _ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
+# `python`, `python3`, `python3.11`: the interpreters a command line may run.
+PYTHON_PROGRAM = re.compile(r"python(?:[0-9]+(?:\.[0-9]+)?)?")
+SHELLS = frozenset({"sh", "bash", "dash", "zsh"})
 # Words that may stand before a command without being it.
 _PREFIX_WORDS = frozenset(
     {"if", "then", "else", "elif", "do", "while", "until", "!", "{", "time", "exec", "command", "nohup"}

@@ -14,7 +14,7 @@ from .._dockerfile import Dockerfile, Step
 from .._finding import Finding, Severity
 from .._locations import UNKNOWN
 from .._python import PythonModule
-from .._shell import SimpleCommand, Word, split_commands
+from .._shell import SHELLS, SimpleCommand, Word, split_commands
 
 Language = Literal["python", "dockerfile", "shell"]
 
@@ -130,7 +130,6 @@ _RUNNERS = frozenset(
     }
 )
 _EXEC = "asyncio.create_subprocess_exec"
-_SHELLS = frozenset({"sh", "bash", "dash", "zsh"})
 
 
 def is_runner(name: str) -> bool:
@@ -154,6 +153,6 @@ def shell_commands(module: PythonModule, call: ast.Call, name: str) -> list[Simp
     if any(isinstance(e, ast.Starred) for e in elements):
         return []
     argv = [resolver.value(e) or UNKNOWN for e in elements]
-    if len(argv) >= 3 and posixpath.basename(argv[0]) in _SHELLS and argv[1] == "-c":
+    if len(argv) >= 3 and posixpath.basename(argv[0]) in SHELLS and argv[1] == "-c":
         return split_commands(argv[2])
     return [SimpleCommand(tuple(Word(a, 0) for a in argv))] if argv else []

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 from .._finding import Finding
 from .._locations import is_known_absolute, mount_of
-from .._python import PythonModule
+from .._python import PythonModule, keyword_value
 from ._base import PythonRule, argument
 
 # Objects whose files are not weights (a tokenizer's vocabulary, a config).
@@ -85,7 +85,7 @@ class SavedTwice(PythonRule):
         saved = f"{name}.save_pretrained({dest!r}) writes again the weights from_pretrained loaded (line {load.lineno})"
         if mount_of(dest, mounts) is None:
             return f"{saved}: a second copy, on the container disk"
-        cache_expr = next((k.value for k in load.keywords if k.arg == "cache_dir"), None)
+        cache_expr = keyword_value(load, "cache_dir")
         cache = resolver.value(cache_expr) if cache_expr is not None else None
         if is_known_absolute(cache) and cache is not None and mount_of(cache, mounts):
             return f"{saved} into the cache {cache!r}: a second copy on the volume"
