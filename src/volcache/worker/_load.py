@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import ConfigError
-from .._loading import choose_strategy, claim_prefetch, from_pretrained_kwargs
 from .._settings import Settings
+from ..store import choose_strategy, claim_prefetch, from_pretrained_kwargs
 from ._schemas import Limits
 from ._tasks import EmbeddingsTask, GenerationTask, PipelineTask, Task, heavy
 
