@@ -43,4 +43,4 @@ def test_pre_commit_hook_definition() -> None:
     assert hook["id"] == "volcache-audit"
     assert hook["entry"] == "volcache audit"
     assert hook["language"] == "python"
-    assert set(hook["types_or"]) == {"python", "dockerfile"}
+    assert {"python", "dockerfile"} <= set(hook["types_or"]) <= {"python", "dockerfile", "shell"}
