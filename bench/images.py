@@ -1,12 +1,13 @@
 """Image models: process start → first image, for a tiny diffusers pipeline and one of realistic read size.
 
 Both pipelines are random Stable Diffusion-style ones built at run time
-(`volcache.testing.models.build_tiny_sd_pipeline`): the tiny one (~7 MB, what the tests use) and
-one whose UNet has 320/640 channels (~370 MB of float32 weights, so the read matters). They sit
+(`volcache.testing.models.build_tiny_sd_pipeline`): the tiny one (~5 MB, what the tests use) and
+one whose UNet has 320/640 channels (~385 MB of float32 weights, so the read matters). They sit
 in the Hugging Face cache layout; each run is `python -m volcache.worker --test_input` with a
 64×64, 2-step job, from the start of the process to the result line, with the page cache
 evicted first. Measured on the local disk and on the simulated network volume
-(`bench/_fuse.py`, as in the `netfs` section), with `VOLCACHE_LOAD=auto` and `mmap`.
+(`bench/_fuse.py`, as in the `netfs` section) at +1 ms per request (and +4 ms for the
+realistic pipeline), with `VOLCACHE_LOAD=auto` and `mmap`.
 """
 
 from __future__ import annotations
