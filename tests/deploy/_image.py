@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -46,6 +47,54 @@ _LINUX_PLATFORMS = [f"manylinux_2_{minor}_x86_64" for minor in range(35, 16, -1)
     "manylinux1_x86_64",
     "linux_x86_64",
 ]
+
+
+INSTRUCTIONS = {
+    "ADD", "ARG", "CMD", "COPY", "ENTRYPOINT", "ENV", "EXPOSE", "FROM", "HEALTHCHECK", "LABEL",
+    "ONBUILD", "RUN", "SHELL", "STOPSIGNAL", "USER", "VOLUME", "WORKDIR",
+}  # fmt: skip
+def parse(text: str) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs; raises on an unknown instruction."""
+    steps: list[tuple[str, str]] = []
+    logical = ""
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not logical and (not stripped or stripped.startswith("#")):
+            continue
+        if logical and stripped.startswith("#"):
+            continue  # a comment inside a continued instruction
+        logical += " " + stripped
+        if logical.endswith("\\"):
+            logical = logical[:-1]
+            continue
+        keyword, _, args = logical.strip().partition(" ")
+        if keyword.upper() not in INSTRUCTIONS:
+            raise AssertionError(f"unknown Dockerfile instruction {keyword!r}")
+        steps.append((keyword.upper(), args.strip()))
+        logical = ""
+    assert not logical, "the Dockerfile ends inside a continued instruction"
+    return steps
+
+
+def env_pairs(args: str) -> dict[str, str]:
+    return dict(part.split("=", 1) for part in shlex.split(args))
+
+
+def expand(value: str, variables: dict[str, str]) -> str:
+    return re.sub(r"\$\{?(\w+)\}?", lambda m: variables.get(m.group(1), ""), value)
+
+
+def final_env(steps: list[tuple[str, str]]) -> dict[str, str]:
+    """The image's environment at run time, with the ARG defaults a plain build uses."""
+    args: dict[str, str] = {}
+    env: dict[str, str] = {}
+    for kind, text in steps:
+        if kind == "ARG":
+            name, _, default = text.partition("=")
+            args[name] = shlex.split(default)[0] if default.strip() else ""
+        elif kind == "ENV":
+            env.update({k: expand(v, {**args, **env}) for k, v in env_pairs(text).items()})
+    return env
 
 
 @dataclasses.dataclass(frozen=True)

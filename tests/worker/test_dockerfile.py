@@ -1,4 +1,4 @@
-"""Dockerfile.runpod and the RunPod Hub files, checked without Docker.
+"""The root Dockerfile (the one RunPod builds) and the RunPod Hub files, checked without Docker.
 
 The Dockerfile is parsed into instructions (continuations joined, comments dropped) and the
 build is walked with its default arguments: the cache variables end on the volume, no step
@@ -17,49 +17,14 @@ from typing import Any
 import pytest
 
 from tests.conftest import REPO_ROOT, make_settings
+from tests.deploy._image import DOCKERFILE, env_pairs, expand, parse
 from volcache.worker import EmbeddingsTask, Limits, Worker
 
-DOCKERFILE = REPO_ROOT / "Dockerfile.runpod"
 MOUNT = "/runpod-volume"
-INSTRUCTIONS = {
-    "ADD", "ARG", "CMD", "COPY", "ENTRYPOINT", "ENV", "EXPOSE", "FROM", "HEALTHCHECK", "LABEL",
-    "ONBUILD", "RUN", "SHELL", "STOPSIGNAL", "USER", "VOLUME", "WORKDIR",
-}  # fmt: skip
 DOWNLOADS = re.compile(
     r"volcache\s+fetch|hf\s+download|huggingface-cli\s+download|snapshot_download|hf_hub_download"
     r"|from_pretrained|SentenceTransformer\(|\bwget\b|\bcurl\b|git\s+clone|git\s+lfs"
 )
-
-
-def parse(text: str) -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) pairs; raises on an unknown instruction."""
-    steps: list[tuple[str, str]] = []
-    logical = ""
-    for line in text.splitlines():
-        stripped = line.strip()
-        if not logical and (not stripped or stripped.startswith("#")):
-            continue
-        if logical and stripped.startswith("#"):
-            continue  # a comment inside a continued instruction
-        logical += " " + stripped
-        if logical.endswith("\\"):
-            logical = logical[:-1]
-            continue
-        keyword, _, args = logical.strip().partition(" ")
-        if keyword.upper() not in INSTRUCTIONS:
-            raise AssertionError(f"unknown Dockerfile instruction {keyword!r}")
-        steps.append((keyword.upper(), args.strip()))
-        logical = ""
-    assert not logical, "the Dockerfile ends inside a continued instruction"
-    return steps
-
-
-def env_pairs(args: str) -> dict[str, str]:
-    return dict(part.split("=", 1) for part in shlex.split(args))
-
-
-def expand(value: str, variables: dict[str, str]) -> str:
-    return re.sub(r"\$\{?(\w+)\}?", lambda m: variables.get(m.group(1), ""), value)
 
 
 @pytest.fixture(scope="module")
