@@ -53,6 +53,8 @@ INSTRUCTIONS = {
     "ADD", "ARG", "CMD", "COPY", "ENTRYPOINT", "ENV", "EXPOSE", "FROM", "HEALTHCHECK", "LABEL",
     "ONBUILD", "RUN", "SHELL", "STOPSIGNAL", "USER", "VOLUME", "WORKDIR",
 }  # fmt: skip
+
+
 def parse(text: str) -> list[tuple[str, str]]:
     """(INSTRUCTION, arguments) pairs; raises on an unknown instruction."""
     steps: list[tuple[str, str]] = []

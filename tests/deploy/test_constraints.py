@@ -71,4 +71,3 @@ def test_the_constraints_resolve_with_the_worker_extra_on_the_base_torch(tmp_pat
     for name, version in pins.items():
         if name in result.installs:
             assert result.installs[name] == version, name
-
