@@ -86,14 +86,14 @@ def expand(value: str, variables: dict[str, str]) -> str:
     return re.sub(r"\$\{?(\w+)\}?", lambda m: variables.get(m.group(1), ""), value)
 
 
-def final_env(steps: list[tuple[str, str]]) -> dict[str, str]:
-    """The image's environment at run time, with the ARG defaults a plain build uses."""
+def final_env(steps: list[tuple[str, str]], build_args: dict[str, str] | None = None) -> dict[str, str]:
+    """The image's environment at run time: the ARG defaults, or `--build-arg` values, expanded."""
     args: dict[str, str] = {}
     env: dict[str, str] = {}
     for kind, text in steps:
         if kind == "ARG":
             name, _, default = text.partition("=")
-            args[name] = shlex.split(default)[0] if default.strip() else ""
+            args[name] = (build_args or {}).get(name, shlex.split(default)[0] if default.strip() else "")
         elif kind == "ENV":
             env.update({k: expand(v, {**args, **env}) for k, v in env_pairs(text).items()})
     return env

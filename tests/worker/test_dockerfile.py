@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 from tests.conftest import REPO_ROOT, make_settings
-from tests.deploy._image import DOCKERFILE, env_pairs, expand, parse
+from tests.deploy._image import DOCKERFILE, env_pairs, expand, final_env, parse
+from volcache import Settings
 from volcache.worker import EmbeddingsTask, Limits, Worker
 
 MOUNT = "/runpod-volume"
@@ -98,16 +99,15 @@ def fake_worker(tmp_path: Path) -> Worker:
     return Worker(EmbeddingsTask(Model(), Limits.from_settings(settings)), settings)
 
 
-def test_runpod_hub_files(tmp_path: Path) -> None:
-    hub = json.loads((REPO_ROOT / ".runpod/hub.json").read_text(encoding="utf-8"))
-    assert {"title", "description", "type", "category", "config"} <= set(hub)
-    assert hub["type"] == "serverless" and hub["category"] in {"audio", "embedding", "language", "video", "image"}
-    config = hub["config"]
-    assert config["runsOn"] in {"GPU", "CPU"} and config["containerDiskInGb"] > 0
-    keys = [entry["key"] for entry in config["env"]]
-    assert keys[0] == "MODEL_NAME" and len(keys) == len(set(keys))
-    for entry in config["env"]:
-        assert {"name", "type", "description"} <= set(entry["input"]), entry
+def test_a_baked_model_is_served_at_the_revision_it_was_baked(steps: list[tuple[str, str]]) -> None:
+    baked = final_env(steps, {"BAKE_MODEL": "org/name", "BAKE_REVISION": "0123abcd" * 5})
+    settings = Settings.from_env(env=baked)
+    assert (settings.model, settings.revision) == ("org/name", "0123abcd" * 5)
+    plain = Settings.from_env(env=final_env(steps))  # no bake: the defaults, not an empty model name
+    assert (plain.model, plain.revision) == (Settings().model, "main")
+
+
+def test_the_hub_test_jobs_are_valid_jobs(tmp_path: Path) -> None:
     tests = json.loads((REPO_ROOT / ".runpod/tests.json").read_text(encoding="utf-8"))
     assert tests["config"]["gpuCount"] >= 1 and tests["tests"]
     worker = fake_worker(tmp_path)
