@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import REPO_ROOT
-from tests.deploy._image import DOCKERFILE, BaseImage, final_env, parse
+from tests.deploy._image import DOCKERFILE, BaseImage, final_env, parse, read_constraints
 from volcache import Settings
 
 HUB = json.loads((REPO_ROOT / ".runpod/hub.json").read_text(encoding="utf-8"))
@@ -167,3 +167,21 @@ def test_the_hub_readme_tells_a_user_what_they_deploy() -> None:
         assert preset["name"] in text, f".runpod/README.md does not present {preset['name']}"
     for cuda in HUB["config"]["allowedCudaVersions"]:
         assert cuda in text, cuda
+
+
+def image_has_vllm() -> bool:
+    """Whether the image the Hub builds (the root Dockerfile) can run the vLLM engine."""
+    base = re.search(r"^ARG BASE_IMAGE=(\S+)$", DOCKERFILE.read_text(encoding="utf-8"), re.MULTILINE)
+    return "vllm" in read_constraints() or (base is not None and "vllm" in base.group(1))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known gap, for the lead: the Hub builds only the root Dockerfile, which has no vLLM (vllm 0.32.0 "
+    "needs torch==2.13.0 and transformers<5.20, the image has torch 2.7.1 and transformers 5.24), so the "
+    "vLLM preset stops at start; remove this marker when the Hub image runs it or the preset goes",
+)
+def test_every_preset_runs_on_the_image_the_hub_builds() -> None:
+    engines = {p["name"]: p["defaults"].get("MODEL_ENGINE", "") for p in PRESETS}
+    needs_vllm = sorted(name for name, engine in engines.items() if engine == "vllm")
+    assert not needs_vllm or image_has_vllm(), f"presets {needs_vllm} need vLLM, which the Hub's image lacks"
