@@ -32,7 +32,6 @@ STABLE_PRESETS = {
     "all-MiniLM-L6-v2 (embeddings)",
     "Qwen2.5-0.5B-Instruct (chat)",
     "SDXL-Turbo (text-to-image)",
-    "Qwen2.5-0.5B-Instruct (vLLM)",
 }
 INPUT_TYPES = {"string", "number", "boolean", "huggingface"}
 
@@ -108,10 +107,10 @@ def test_the_model_is_picked_from_the_hugging_face_hub() -> None:
 
 def test_closed_sets_are_options_not_free_text() -> None:
     """A setting with a handful of valid values is a choice in the form, so no typo can reach it."""
-    for key in ("MODEL_TASK", "MODEL_ENGINE", "MODEL_VARIANT", "VOLCACHE_LOAD", "VOLCACHE_DTYPE"):
+    for key in ("MODEL_TASK", "MODEL_VARIANT", "VOLCACHE_LOAD", "VOLCACHE_DTYPE"):
         assert INPUTS[key].get("options"), f"{key} is free text"
     assert {o["value"] for o in INPUTS["VOLCACHE_LOAD"]["options"]} == {"auto", "mmap", "read", "prefetch"}
-    assert {o["value"] for o in INPUTS["MODEL_ENGINE"]["options"]} == {"", "transformers", "vllm"}
+    assert "MODEL_ENGINE" not in INPUTS  # the Hub's image has transformers only; vLLM is Dockerfile.vllm
 
 
 def test_the_defaults_start_the_default_model() -> None:
@@ -177,13 +176,9 @@ def image_has_vllm() -> bool:
     return "vllm" in read_constraints() or (base is not None and "vllm" in base.group(1))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap, for the lead: the Hub builds only the root Dockerfile, which has no vLLM (vllm 0.32.0 "
-    "needs torch==2.13.0 and transformers<5.20, the image has torch 2.7.1 and transformers 5.24), so the "
-    "vLLM preset stops at start; remove this marker when the Hub image runs it or the preset goes",
-)
 def test_every_preset_runs_on_the_image_the_hub_builds() -> None:
+    """The Hub builds only the root Dockerfile, which has no vLLM (vLLM 0.32 needs torch 2.13 and
+    transformers < 5.20): a vLLM preset would stop at start, so the vLLM engine ships as `Dockerfile.vllm`."""
     engines = {p["name"]: p["defaults"].get("MODEL_ENGINE", "") for p in PRESETS}
     needs_vllm = sorted(name for name, engine in engines.items() if engine == "vllm")
     assert not needs_vllm or image_has_vllm(), f"presets {needs_vllm} need vLLM, which the Hub's image lacks"
