@@ -10,7 +10,8 @@ VolcacheError
 │   ├── IntegrityError(StoreError)                a downloaded file has the wrong size or sha256 (I2)
 │   ├── UnsafeRepoPath(StoreError)                the Hub listed a path that escapes the cache
 │   ├── SymlinksUnsupported(StoreError, OSError)  the cache folder cannot hold symlinks (I1)
-│   └── ModelNotFound(StoreError, LookupError)    the repo or revision does not exist
+│   ├── ModelNotFound(StoreError, LookupError)    the repo or revision does not exist
+│   └── SelectionError(StoreError)                no loadable file set for this request (MODEL_FILE, MODEL_VARIANT)
 └── OfflineMiss(VolcacheError, ConnectionError)   offline mode and the model is not complete on the volume
 """
 
@@ -63,3 +64,7 @@ class ModelNotFound(StoreError, LookupError):
 
 class OfflineMiss(VolcacheError, ConnectionError):
     """Offline mode is on and the model is not complete on the volume."""
+
+
+class SelectionError(StoreError):
+    """The repository's files give no loadable selection for this request (e.g. choose a GGUF file)."""

@@ -1,34 +1,27 @@
-"""Which files of a repository a worker needs, and which listed paths are safe to write.
-
-Repositories often hold the same weights several times (safetensors, .bin, onnx/,
-openvino/, gguf, TensorFlow and Flax). Downloading only what the task loads is disk
-saved before anything else happens.
+"""The files of a repository as the Hub lists them, which listed paths are safe to write,
+and the files a worker needs (decided by `volcache._selection`, which follows the loaders).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import fnmatch
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import PurePosixPath
 
 from ._errors import UnsafeRepoPath
+from ._selection import WEIGHT_SUFFIXES, Selection, is_weight_file, plan_selection
 
-WEIGHT_SUFFIXES = (
-    ".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".gguf", ".onnx", ".onnx_data",
-    ".h5", ".msgpack", ".ot", ".tflite", ".mlmodel", ".pb", ".npz", ".nemo", ".keras",
-)  # fmt: skip
+__all__ = [
+    "WEIGHT_SUFFIXES",
+    "RemoteFile",
+    "check_commit",
+    "check_listing",
+    "check_repo_id",
+    "is_weight_file",
+    "select_needed",
+]
 
-# Formats a PyTorch worker never loads: skipped unless VOLCACHE_INCLUDE asks for them.
-_OTHER_RUNTIMES = (
-    "onnx/*", "openvino/*", "coreml/*", "*.onnx", "*.onnx_data", "*.gguf", "*.ggml", "*.h5",
-    "*.msgpack", "*.ot", "*.tflite", "*.mlmodel", "*.mlpackage/*", "*.pb", "tf_model*", "flax_model*",
-    "*.keras",
-)  # fmt: skip
-# PyTorch pickles duplicate safetensors weights when both are present.
-_PICKLED = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.bin.index.json")
-_NEVER_NEEDED = (".gitattributes",)
 MAX_FILE_SIZE = 2 * 1000**4  # 2 TB: anything larger in a listing is an error, not a model
 _SHA_RE = re.compile(r"^[0-9a-f]{40}$")
 _REPO_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
@@ -46,10 +39,6 @@ class RemoteFile:
     @property
     def is_weight(self) -> bool:
         return self.path.lower().endswith(WEIGHT_SUFFIXES)
-
-
-def is_weight_file(name: str) -> bool:
-    return name.lower().endswith(WEIGHT_SUFFIXES)
 
 
 def check_repo_id(repo_id: str) -> str:
@@ -93,25 +82,9 @@ def check_listing(files: Iterable[RemoteFile]) -> list[RemoteFile]:
     return checked
 
 
-def _matches(path: str, patterns: Sequence[str]) -> bool:
-    name = path.rsplit("/", 1)[-1]
-    return any(fnmatch.fnmatchcase(path, p) or fnmatch.fnmatchcase(name, p) for p in patterns)
-
-
-def select_needed(files: Sequence[RemoteFile], include: Sequence[str] = ()) -> list[RemoteFile]:
-    """The files a PyTorch worker loads: safetensors preferred, other runtimes skipped.
-
-    `include` patterns (fnmatch on the path or the file name) always win.
-    """
-    has_safetensors = any(f.path.endswith(".safetensors") for f in files)
-    needed = []
-    for f in files:
-        if _matches(f.path, include):
-            needed.append(f)
-            continue
-        if f.path in _NEVER_NEEDED or _matches(f.path, _OTHER_RUNTIMES):
-            continue
-        if has_safetensors and _matches(f.path, _PICKLED):
-            continue
-        needed.append(f)
-    return needed
+def select_needed(
+    files: Sequence[RemoteFile], include: Sequence[str] = (), contents: Mapping[str, bytes] | None = None
+) -> list[RemoteFile]:
+    """The files the loader opens (`volcache._selection`), for a listing whose deciding files are in `contents`."""
+    plan = plan_selection(files, contents or {}, Selection(include=tuple(include)))
+    return [f for f in files if f.path in plan.kept_paths]

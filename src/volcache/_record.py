@@ -3,7 +3,10 @@
 A record is written atomically (temp file, fsync, rename) only after every file was
 downloaded and verified. It lives beside the Hub layout, in
 `$HF_HOME/.volcache/records/<repo folder>/<commit>.json`, beside the hub folder,
-so `hf cache` and transformers see the ordinary layout.
+so `hf cache` and transformers see the ordinary layout. A record holds one selection
+(`volcache._selection.Selection`: variant, file pattern, includes); the default one is
+`<commit>.json`, any other `<commit>.sel-<key>.json`, so two variants of one commit share
+the snapshot folder and its blobs and each has its own proof.
 """
 
 from __future__ import annotations
@@ -17,8 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from ._files import RemoteFile
+from ._selection import Selection
 
 RECORD_VERSION = 1
+DEFAULT_SELECTION = Selection()
 
 
 def repo_folder(repo_id: str) -> str:
@@ -36,6 +41,7 @@ class CompletionRecord:
     files: tuple[RemoteFile, ...]
     completed_at: float
     host: str
+    selection: Selection = DEFAULT_SELECTION
 
     @property
     def total_bytes(self) -> int:
@@ -43,6 +49,7 @@ class CompletionRecord:
 
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
+        data["selection"] = self.selection.to_json()
         data["version"] = RECORD_VERSION
         return data
 
@@ -56,10 +63,13 @@ class CompletionRecord:
             files,
             float(data["completed_at"]),
             str(data.get("host", "")),
+            Selection.from_json(data.get("selection")),  # records before selections: the default
         )
 
     @classmethod
-    def new(cls, repo: str, commit: str, revision: str, files: list[RemoteFile]) -> CompletionRecord:
+    def new(
+        cls, repo: str, commit: str, revision: str, files: list[RemoteFile], selection: Selection = DEFAULT_SELECTION
+    ) -> CompletionRecord:
         return cls(
             repo,
             commit,
@@ -67,11 +77,21 @@ class CompletionRecord:
             tuple(sorted(files, key=lambda f: f.path)),
             time.time(),
             socket.gethostname(),
+            selection,
         )
 
 
-def record_path(records_dir: Path, repo_id: str, commit: str) -> Path:
-    return records_dir / "records" / repo_folder(repo_id) / f"{commit}.json"
+def record_path(records_dir: Path, repo_id: str, commit: str, selection: Selection = DEFAULT_SELECTION) -> Path:
+    name = f"{commit}.sel-{selection.key}.json" if selection.key else f"{commit}.json"
+    return records_dir / "records" / repo_folder(repo_id) / name
+
+
+def commit_record_paths(records_dir: Path, repo_id: str, commit: str) -> list[Path]:
+    """Every record of `repo_id@commit`, one per selection, the default first."""
+    folder = records_dir / "records" / repo_folder(repo_id)
+    default = folder / f"{commit}.json"
+    others = sorted(folder.glob(f"{commit}.sel-*.json")) if folder.is_dir() else []
+    return [default, *others] if default.exists() else others
 
 
 def used_marker_path(records_dir: Path, repo_id: str, commit: str) -> Path:

@@ -4,9 +4,10 @@ Resolution order (ARCHITECTURE.md, "Startup of a worker"):
 1. a local folder given as the model (used in place);
 2. RunPod's cached models and other read-only caches (used in place, never written);
 3. volcache's own completion record on the volume (offline: zero network requests);
-4. otherwise, under the volume lease: list the repo, preflight the free space, download
-   the needed files through `huggingface_hub` into `HF_HUB_CACHE`, verify sizes and
-   sha256, write the completion record, release the lease.
+4. otherwise, under the volume lease: list the repo, plan the files the loader opens
+   (`volcache._selection`, from the listing and the few small files that decide), preflight
+   the free space, download them through `huggingface_hub` into `HF_HUB_CACHE`, verify sizes
+   and sha256, write the completion record of that selection, release the lease.
 """
 
 from __future__ import annotations
@@ -33,9 +34,10 @@ from ._errors import (
     SymlinksUnsupported,
     UnsafeRepoPath,
 )
-from ._files import RemoteFile, check_commit, check_listing, check_repo_id, select_needed
+from ._files import RemoteFile, check_commit, check_listing, check_repo_id
 from ._lease import Lease
 from ._record import (
+    DEFAULT_SELECTION,
     CompletionRecord,
     read_record,
     record_path,
@@ -44,6 +46,7 @@ from ._record import (
     used_marker_path,
     write_record,
 )
+from ._selection import MAX_DECIDING_BYTES, Plan, Selection, deciding_files, plan_selection
 from ._settings import Settings, format_bytes
 
 log = logging.getLogger("volcache.store")
@@ -67,6 +70,7 @@ class Resolution:
     commit: str | None = None
     bytes: int = 0
     downloaded_bytes: int = 0
+    selection: Selection = DEFAULT_SELECTION
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,15 +97,23 @@ class ModelStore:
         """The snapshot folder of `model` at `revision`, downloading it once if needed."""
         return self.resolve(model, revision).path
 
+    @property
+    def selection(self) -> Selection:
+        """The settings' request: MODEL_VARIANT, MODEL_FILE and VOLCACHE_INCLUDE."""
+        s = self.settings
+        return Selection(s.variant, s.model_file, s.include)
+
     def resolve(
         self,
         model: str | None = None,
         revision: str | None = None,
         on_wait: Callable[[Any, float], None] | None = None,
+        selection: Selection | None = None,
     ) -> Resolution:
         model = model or self.settings.model
         revision = revision or self.settings.revision
-        local = self.find_local(model, revision)
+        selection = selection or self.selection
+        local = self.find_local(model, revision, selection)
         if local is not None:
             return local
         check_repo_id(model)
@@ -111,10 +123,23 @@ class ModelStore:
                 "HF_HUB_OFFLINE=1 forbids downloading it. Fix: run `volcache fetch "
                 f"{model}` once with network access, or unset HF_HUB_OFFLINE."
             )
-        return self._download(model, revision, on_wait)
+        return self._download(model, revision, on_wait, selection)
 
-    def find_local(self, model: str, revision: str) -> Resolution | None:
-        """A complete local snapshot, found without any network request, or None."""
+    def plan(self, model: str | None = None, revision: str | None = None, selection: Selection | None = None) -> Plan:
+        """Every file of `model@revision`, kept or skipped, and why; downloads nothing.
+
+        Requests: the revision, the listing and the small files that decide (no weight file).
+        The kept total is what `resolve` then downloads onto an empty volume.
+        """
+        model = check_repo_id(model or self.settings.model)
+        revision = revision or self.settings.revision
+        _check_revision(revision)
+        commit, listing = self._list_remote(model, revision)
+        return self._plan_listing(model, commit, listing, selection or self.selection)
+
+    def find_local(self, model: str, revision: str, selection: Selection | None = None) -> Resolution | None:
+        """A complete local snapshot of this selection, found without any network request, or None."""
+        selection = selection or self.selection
         folder = Path(model)
         if folder.is_absolute() or model.startswith("."):
             if folder.is_dir():
@@ -126,15 +151,19 @@ class ModelStore:
             snap = _find_readonly_snapshot(cache, model, revision)
             if snap is not None:
                 return Resolution(model, revision, snap, "readonly-cache", snap.name)
-        record = self.complete_record(model, revision)
+        record = self.complete_record(model, revision, selection)
         if record is None:
             return None
         snapshot = self.snapshot_dir(model, record.commit)
-        return Resolution(model, revision, snapshot, "volume", record.commit, record.total_bytes)
+        return Resolution(model, revision, snapshot, "volume", record.commit, record.total_bytes, 0, selection)
 
-    def complete_record(self, model: str, revision: str) -> CompletionRecord | None:
-        """The newest completion record for `model@revision` whose files all match the disk."""
-        for record in self._candidate_records(model, revision):
+    def complete_record(self, model: str, revision: str, selection: Selection | None = None) -> CompletionRecord | None:
+        """The newest record of `model@revision` for this selection whose files all match the disk.
+
+        A record of another selection never serves: its files may not be the ones this
+        request's loader opens (another variant, another quantization).
+        """
+        for record in self._candidate_records(model, revision, selection or self.selection):
             problems = snapshot_mismatches(self.snapshot_dir(model, record.commit), record)
             if not problems:
                 return record
@@ -165,22 +194,24 @@ class ModelStore:
             marker.touch()
 
     # -- local lookups ---------------------------------------------------------------------
-    def _candidate_records(self, model: str, revision: str) -> Iterator[CompletionRecord]:
+    def _candidate_records(self, model: str, revision: str, selection: Selection) -> Iterator[CompletionRecord]:
         commit = revision if _SHA_RE.match(revision) else read_ref(self.repo_dir(model), revision)
         if commit is not None:
-            record = read_record(record_path(self.settings.records_dir, model, commit))
-            if record is not None:
+            record = read_record(record_path(self.settings.records_dir, model, commit, selection))
+            if record is not None and record.selection == selection:
                 yield record
         # refs/<revision> may have moved on (an interrupted newer download); an older
         # complete snapshot of the same revision name still serves, offline.
         folder = self.settings.records_dir / "records" / repo_folder(model)
         others = [read_record(p) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
         for record in sorted((r for r in others if r is not None), key=lambda r: -r.completed_at):
-            if record.revision == revision and record.commit != commit:
+            if record.revision == revision and record.commit != commit and record.selection == selection:
                 yield record
 
     # -- download --------------------------------------------------------------------------
-    def _download(self, model: str, revision: str, on_wait: Callable[[Any, float], None] | None) -> Resolution:
+    def _download(
+        self, model: str, revision: str, on_wait: Callable[[Any, float], None] | None, selection: Selection
+    ) -> Resolution:
         s = self.settings
         created = _make_dirs(s.hub_cache, s.records_dir / "locks")
         lease = Lease(
@@ -192,25 +223,21 @@ class ModelStore:
         )
         try:
             with lease:
-                local = self.find_local(model, revision)  # another worker finished meanwhile
+                local = self.find_local(model, revision, selection)  # another worker finished meanwhile
                 if local is not None:
                     return local
-                return self._download_locked(model, revision, lease)
+                return self._download_locked(model, revision, lease, selection)
         except BaseException:
             _remove_empty_dirs(created)
             raise
 
-    def _download_locked(self, model: str, revision: str, lease: Lease) -> Resolution:
+    def _download_locked(self, model: str, revision: str, lease: Lease, selection: Selection) -> Resolution:
         s = self.settings
         commit, listing = self._list_remote(model, revision)
-        needed = select_needed(listing, s.include)
-        if not needed:  # never record an empty model as complete: the worker would have nothing to load
-            raise StoreError(
-                f"{model}@{commit[:8]}: the Hub lists no file to load ({len(listing)} files listed). Fix: check "
-                "MODEL_NAME and MODEL_REVISION, or add the formats you need to VOLCACHE_INCLUDE."
-            )
+        plan = self._plan_listing(model, commit, listing, selection)  # never empty of weights: it raises
+        needed = [f for f in listing if f.path in plan.kept_paths]
         repo = self.repo_dir(model)
-        record = read_record(record_path(s.records_dir, model, commit))
+        record = read_record(record_path(s.records_dir, model, commit, selection))
         if record is None or snapshot_mismatches(self.snapshot_dir(model, commit), record):
             probe_symlinks(s.hub_cache)
             _remove_incomplete(repo)
@@ -220,20 +247,21 @@ class ModelStore:
             downloaded = self._fetch_files(model, commit, needed, lease)
             if lease.lost.is_set():
                 raise StoreError(f"lost the download lease of {model} to another worker; retry.")
-            record = CompletionRecord.new(model, commit, revision, needed)
+            record = CompletionRecord.new(model, commit, revision, needed, selection)
             with _volume_full_is_clear(f"writing the completion record of {model}", s):
-                write_record(record_path(s.records_dir, model, commit), record)
+                write_record(record_path(s.records_dir, model, commit, selection), record)
         else:
             downloaded = 0
         if not _SHA_RE.match(revision):
             with _volume_full_is_clear(f"writing refs/{revision} of {model}", s):
                 _write_ref(repo, revision, commit)
         log.info(
-            "volcache: %s@%s complete on the volume (%s, %d files)",
+            "volcache: %s@%s complete on the volume (%s, %d files, selection %s)",
             model,
             commit[:8],
             format_bytes(record.total_bytes),
             len(record.files),
+            selection.label,
         )
         return Resolution(
             model,
@@ -243,7 +271,46 @@ class ModelStore:
             commit,
             record.total_bytes,
             downloaded,
+            selection,
         )
+
+    def _plan_listing(self, model: str, commit: str, listing: list[RemoteFile], selection: Selection) -> Plan:
+        """Read the deciding small files (in memory, never written) until the plan is decided."""
+        by_path = {f.path: f for f in listing}
+        contents: dict[str, bytes] = {}
+        while wanted := deciding_files(listing, contents, selection):
+            for path in wanted:
+                contents[path] = self._read_small(model, commit, by_path[path])
+        return plan_selection(listing, contents, selection, model=model, commit=commit)
+
+    def _read_small(self, model: str, commit: str, f: RemoteFile) -> bytes:
+        """One small file's bytes, checked against the listing (size and blob id) before it decides anything."""
+        from huggingface_hub import get_session, hf_hub_url, hf_raise_for_status
+        from huggingface_hub.utils._headers import build_hf_headers
+
+        s = self.settings
+        if f.size > MAX_DECIDING_BYTES:
+            raise UnsafeRepoPath(f"{model}: {f.path} is listed with {f.size} bytes, too large for an index or config.")
+        url = hf_hub_url(model, f.path, revision=commit, endpoint=s.endpoint)
+
+        def get() -> bytes:
+            with get_session().stream(
+                "GET", url, headers=build_hf_headers(token=s.hf_token), follow_redirects=True
+            ) as r:
+                hf_raise_for_status(r)
+                data = b""
+                for chunk in r.iter_bytes():
+                    data += chunk
+                    if len(data) > f.size:
+                        break
+            return data
+
+        data: bytes = self._call_hub(get, model, commit)
+        h = hashlib.sha256() if f.sha256 else git_blob_header(len(data))
+        h.update(data)
+        if len(data) != f.size or h.hexdigest() != f.oid:
+            raise IntegrityError(f"{f.path} of {model}@{commit[:8]}: the Hub sent other bytes than its listing names.")
+        return data
 
     def _list_remote(self, model: str, revision: str) -> tuple[str, list[RemoteFile]]:
         from huggingface_hub import HfApi
