@@ -51,7 +51,11 @@ _OTHER_RUNTIMES: tuple[tuple[str, str], ...] = (
 _NEVER_NEEDED = (".gitattributes",)
 _STANDARD_STEMS = ("model", "pytorch_model", "diffusion_pytorch_model")
 _SHARD_RE = re.compile(r"-(\d{5})-of-(\d{5})")
-_INDEX_RE = re.compile(r"^(?P<stem>.+)\.(?P<fmt>safetensors|bin)\.index(?:\.(?P<variant>[A-Za-z0-9_]+))?\.json$")
+# `model.safetensors.index.json`, `x.safetensors.index.fp16.json`, the legacy `x.bin.fp16.index.json`
+_INDEX_RE = re.compile(
+    r"^(?P<stem>[^.]+)\.(?P<fmt>safetensors|bin)(?:\.(?P<legacy>[A-Za-z][A-Za-z0-9_]*))?\.index"
+    r"(?:\.(?P<variant>[A-Za-z][A-Za-z0-9_]*))?\.json$"
+)
 _QUANT_RE = re.compile(r"(?i)(?:^|[-_.])((?:I?Q\d(?:_[A-Z0-9]+)*)|BF16|F16|F32)(?=[-_.])")
 _VARIANT_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,31}$")  # `fp16`, `bf16`, `non_ema`; never `0` of `v1.0`
 
@@ -201,7 +205,7 @@ def deciding_files(listing: Sequence[_File], contents: Mapping[str, bytes], sele
         match = _INDEX_RE.match(name)
         if match is None or folder not in folders or f.path in contents:
             continue
-        if match["variant"] not in (None, selection.variant) and selection.file is None:
+        if _index_variant(match) not in (None, selection.variant) and selection.file is None:
             continue
         if match["fmt"] == "bin" and _has_suffix(listing, folder, ".safetensors") and selection.file is None:
             continue
@@ -305,7 +309,7 @@ def _decide_modules(
         elif folder == "":
             verdicts.update(_outside_loaded_folders(files, "weights outside the modules"))
         else:
-            verdicts.update({f.path: (False, "not a module in modules.json") for f in files})
+            verdicts.update({f.path: (False, _other_runtime(f.path) or "not a module in modules.json") for f in files})
     return verdicts
 
 
@@ -324,7 +328,9 @@ def _decide_diffusers(
         elif top in components:
             verdicts.update(_outside_loaded_folders(files, "not read: nested in a component"))
         else:
-            verdicts.update({f.path: (False, "not a component in model_index.json") for f in files})
+            verdicts.update(
+                {f.path: (False, _other_runtime(f.path) or "not a component in model_index.json") for f in files}
+            )
     return verdicts
 
 
@@ -422,7 +428,7 @@ def _weight_sets(files: Sequence[_File], contents: Mapping[str, bytes], model: s
         if absent:
             raise SelectionError(f"{model}: {f.path} names {absent[0]}, which the repo does not list.")
         fmt = "safetensors" if match["fmt"] == "safetensors" else "pickle"
-        sets.append(_WeightSet(match["stem"], fmt, match["variant"], shards, f.path))
+        sets.append(_WeightSet(match["stem"], fmt, _index_variant(match), shards, f.path))
         indexed |= shards
     groups: dict[tuple[str, str, str | None], set[str]] = {}
     for f in files:
@@ -454,8 +460,8 @@ def _pick_set(
         if owner is None and index is not None:
             if index["fmt"] == "bin" and fmt == "safetensors":
                 return "index of the pickled duplicate"
-            if index["variant"] != chosen_variant:
-                return f"index of variant {index['variant'] or 'plain'}, not chosen"
+            if _index_variant(index) != chosen_variant:
+                return f"index of variant {_index_variant(index) or 'plain'}, not chosen"
         if owner is None:
             return "not read by the loader"
         if owner.fmt != fmt:
@@ -546,6 +552,10 @@ def _stem_and_variant(name: str) -> tuple[str, str | None]:
     base = _SHARD_RE.sub("", name.rsplit(".", 1)[0])
     stem, dot, variant = base.partition(".")
     return (stem, variant) if dot and _VARIANT_RE.match(variant) else (base, None)
+
+
+def _index_variant(match: re.Match[str]) -> str | None:
+    return match["variant"] or match["legacy"]
 
 
 def _index_shards(index_path: str, data: bytes | None, model: str) -> list[str]:
