@@ -10,7 +10,7 @@ import dataclasses
 import os
 from pathlib import Path
 
-from ._record import read_record, record_path, snapshot_mismatches
+from ._record import commit_record_paths, read_record, snapshot_mismatches
 from ._settings import Settings
 
 
@@ -26,6 +26,7 @@ class SnapshotInfo:
     complete: bool
     readonly: bool = False
     note: str = ""
+    selections: tuple[str, ...] = ()  # the complete records' selections: "default", "fp16", "file=*Q4_K_M.gguf"
 
     @property
     def state(self) -> str:
@@ -71,11 +72,15 @@ def _snapshot_info(
     size = _snapshot_bytes(snap)
     if readonly:
         return SnapshotInfo(model, snap.name, names, snap, size, True, readonly=True)
-    record = read_record(record_path(settings.records_dir, model, snap.name))
-    if record is None:
+    records = [r for r in map(read_record, commit_record_paths(settings.records_dir, model, snap.name)) if r]
+    if not records:
         return SnapshotInfo(model, snap.name, names, snap, size, False, note="no completion record")
-    problems = snapshot_mismatches(snap, record)
-    return SnapshotInfo(model, snap.name, names, snap, record.total_bytes, not problems, note="; ".join(problems[:3]))
+    problems = {r.selection.label: snapshot_mismatches(snap, r) for r in records}
+    complete = tuple(label for label, found in problems.items() if not found)
+    note = "; ".join(p for found in problems.values() for p in found[:3])
+    files = {f.path: f.size for r in records if r.selection.label in complete for f in r.files}
+    recorded = sum(files.values()) if complete else max(r.total_bytes for r in records)
+    return SnapshotInfo(model, snap.name, names, snap, recorded, bool(complete), note=note, selections=complete)
 
 
 def read_refs(repo: Path) -> dict[str, str]:

@@ -87,11 +87,19 @@ def record_path(records_dir: Path, repo_id: str, commit: str, selection: Selecti
 
 
 def commit_record_paths(records_dir: Path, repo_id: str, commit: str) -> list[Path]:
-    """Every record of `repo_id@commit`, one per selection, the default first."""
+    """Every record of `repo_id@commit` that exists, one per selection, the default first."""
+    default = record_path(records_dir, repo_id, commit)
+    return (
+        [default, *selection_record_paths(records_dir, repo_id, commit)]
+        if default.exists()
+        else (selection_record_paths(records_dir, repo_id, commit))
+    )
+
+
+def selection_record_paths(records_dir: Path, repo_id: str, commit: str) -> list[Path]:
+    """The records of `repo_id@commit` for selections other than the default."""
     folder = records_dir / "records" / repo_folder(repo_id)
-    default = folder / f"{commit}.json"
-    others = sorted(folder.glob(f"{commit}.sel-*.json")) if folder.is_dir() else []
-    return [default, *others] if default.exists() else others
+    return sorted(folder.glob(f"{commit}.sel-*.json")) if folder.is_dir() else []
 
 
 def used_marker_path(records_dir: Path, repo_id: str, commit: str) -> Path:

@@ -25,7 +25,14 @@ from .._files import check_repo_id
 from .._inuse import inuse_dir, live_users, read_marker
 from .._inventory import model_id_from_folder, read_refs
 from .._lease import Lease
-from .._record import read_record, record_path, repo_folder, used_marker_path
+from .._record import (
+    commit_record_paths,
+    read_record,
+    record_path,
+    repo_folder,
+    selection_record_paths,
+    used_marker_path,
+)
 from .._settings import Settings
 from .._store import ModelStore
 from ._walk import is_within, real
@@ -135,7 +142,7 @@ def scan_cache(settings: Settings, model: str | None = None) -> list[CachedSnaps
 
 def _cached_snapshot(settings: Settings, model: str, repo: Path, snap: Path, refs: dict[str, str]) -> CachedSnapshot:
     blobs, own = _snapshot_blobs(repo, snap)
-    record = read_record(record_path(settings.records_dir, model, snap.name))
+    record = next(filter(None, map(read_record, commit_record_paths(settings.records_dir, model, snap.name))), None)
     last_used = _last_used(settings, model, snap, record.completed_at if record else None)
     names = tuple(sorted(r for r, sha in refs.items() if sha == snap.name))
     return CachedSnapshot(model, snap.name, repo, snap, names, blobs, own, last_used, record is not None)
@@ -314,6 +321,7 @@ def _by_model(settings: Settings, chosen: Sequence[tuple[Eviction, tuple[Path, .
 def _record_paths(settings: Settings, snap: CachedSnapshot) -> tuple[Path, ...]:
     return (
         record_path(settings.records_dir, snap.model, snap.commit),
+        *selection_record_paths(settings.records_dir, snap.model, snap.commit),
         used_marker(settings, snap.model, snap.commit),
         inuse_dir(settings, snap.model, snap.commit),
     )
