@@ -244,7 +244,11 @@ def test_gguf_without_a_choice_lists_the_quantizations() -> None:
         _plan(GGUF, {})
     message = str(err.value)
     assert "\n" not in message and "MODEL_FILE" in message
-    for shown in ("Q4_K_M 4.9 GB (tiny-Q4_K_M.gguf)", "Q8_0 8.5 GB", "F16 16.1 GB (tiny-F16-00001-of-00002.gguf, 2 parts)"):
+    for shown in (
+        "Q4_K_M 4.9 GB (tiny-Q4_K_M.gguf)",
+        "Q8_0 8.5 GB",
+        "F16 16.1 GB (tiny-F16-00001-of-00002.gguf, 2 parts)",
+    ):
         assert shown in message
 
 

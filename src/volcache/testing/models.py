@@ -312,7 +312,9 @@ def build_tiny_diffusers_repo(folder: str | Path, *, seed: int = 0) -> Path:
             num_attention_heads=2, num_hidden_layers=2, vocab_size=len(tokenizer), max_position_embeddings=77,
         )
     )  # fmt: skip
-    scheduler = diffusers.DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
+    scheduler = diffusers.DDIMScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1, clip_sample=False
+    )
     pipe = diffusers.StableDiffusionPipeline(
         unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, scheduler=scheduler,
         safety_checker=None, feature_extractor=None, requires_safety_checker=False,
