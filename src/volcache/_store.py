@@ -133,9 +133,10 @@ class ModelStore:
         """
         model = check_repo_id(model or self.settings.model)
         revision = revision or self.settings.revision
+        selection = selection or self.selection
         _check_revision(revision)
         commit, listing = self._list_remote(model, revision)
-        return self._plan_listing(model, commit, listing, selection or self.selection)
+        return self._plan_listing(model, commit, listing, selection)
 
     def find_local(self, model: str, revision: str, selection: Selection | None = None) -> Resolution | None:
         """A complete local snapshot of this selection, found without any network request, or None."""

@@ -7,7 +7,6 @@ weight bytes on the volume ÷ weight bytes the loader opened = 1.00 on every lay
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -15,19 +14,11 @@ import pytest
 from tests.conftest import make_settings, subprocess_env
 from volcache import ModelStore
 from volcache._selection import is_weight_file
-from volcache.testing import HubEmulator, mirror_root_with
-from volcache.testing import models as tiny
+from volcache.testing import HubEmulator
 from volcache.testing.loaders import strace_available, trace_load
 
 pytestmark = pytest.mark.skipif(not strace_available(), reason="strace is missing or may not trace here")
 
-BUILDERS: dict[str, Callable[..., Path]] = {
-    "org/sharded": tiny.build_tiny_sharded_lm,
-    "org/original": tiny.build_tiny_lm_with_original,
-    "org/st-exports": tiny.build_tiny_st_with_exports,
-    "org/tiny-sd": tiny.build_tiny_diffusers_repo,
-    "org/tiny-gguf": tiny.build_tiny_gguf_repo,
-}
 # (repo, loader, environment of the request)
 CASES = [
     ("org/sharded", "transformers", {}),
@@ -38,14 +29,6 @@ CASES = [
     ("org/tiny-gguf", "gguf", {"MODEL_FILE": "*Q8_0.gguf"}),
     ("org/tiny-gguf", "gguf", {"MODEL_FILE": "*F16*"}),
 ]
-
-
-@pytest.fixture(scope="module")
-def layouts_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubEmulator]:
-    built = tmp_path_factory.mktemp("layouts")
-    folders = {repo: build(built / repo.replace("/", "--")) for repo, build in BUILDERS.items()}
-    with HubEmulator(mirror_root_with(built, folders)) as hub:
-        yield hub
 
 
 def _weights_on_volume(snapshot: Path) -> dict[Path, int]:
