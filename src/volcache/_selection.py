@@ -449,8 +449,7 @@ def _pick_set(
     same_fmt = [s for s in sets if s.fmt == fmt]
     with_variant = [s for s in same_fmt if variant is not None and s.variant == variant]
     candidates = with_variant or [s for s in same_fmt if s.variant is None]
-    standard = [s for s in candidates if s.stem in _STANDARD_STEMS]
-    pool = standard or [s for s in candidates if not s.stem.startswith("consolidated")] or candidates
+    pool = [s for s in candidates if not s.stem.startswith("consolidated")] or candidates
     chosen = _by_loader_order(pool, prefer_index)
     chosen_variant = chosen.variant if chosen else None
 
@@ -480,18 +479,23 @@ def _pick_set(
 
 
 def _by_loader_order(pool: list[_WeightSet], prefer_index: bool) -> _WeightSet | None:
-    """transformers reads `model.safetensors` before an index; diffusers reads the index first."""
-    if not pool:
-        return None
+    """An index names the set (vLLM drops the safetensors it does not name); transformers reads
+    `model.safetensors` before an index, diffusers the index first. Without an index, every
+    checkpoint of the folder: vLLM loads each `*.safetensors` it finds."""
 
-    def rank(s: _WeightSet) -> tuple[int, int, str]:
-        stem_rank = _STANDARD_STEMS.index(s.stem) if s.stem in _STANDARD_STEMS else len(_STANDARD_STEMS)
-        index_rank = (0 if s.index else 1) if prefer_index else (1 if s.index else 0)
-        return stem_rank, index_rank, s.stem
+    def stem_rank(s: _WeightSet) -> int:
+        return _STANDARD_STEMS.index(s.stem) if s.stem in _STANDARD_STEMS else len(_STANDARD_STEMS)
 
-    if not any(s.stem in _STANDARD_STEMS or s.index for s in pool) and len(pool) > 1:
-        return _WeightSet("*", pool[0].fmt, pool[0].variant, frozenset().union(*(s.files for s in pool)))
-    return min(pool, key=rank)
+    indexed = sorted((s for s in pool if s.index), key=stem_rank)
+    singles = [s for s in pool if not s.index]
+    standard_single = sorted((s for s in singles if s.stem in _STANDARD_STEMS), key=stem_rank)
+    if indexed and (prefer_index or not standard_single):
+        return indexed[0]
+    if indexed:
+        return standard_single[0]
+    if len(singles) <= 1:
+        return singles[0] if singles else None
+    return _WeightSet("*", singles[0].fmt, singles[0].variant, frozenset().union(*(s.files for s in singles)))
 
 
 def _outside_loaded_folders(files: Sequence[_File], reason: str) -> Verdicts:

@@ -295,22 +295,21 @@ class ModelStore:
         url = hf_hub_url(model, f.path, revision=commit, endpoint=s.endpoint)
 
         def get() -> bytes:
-            with get_session().stream(
-                "GET", url, headers=build_hf_headers(token=s.hf_token), follow_redirects=True
-            ) as r:
+            headers = build_hf_headers(token=s.hf_token)
+            with get_session().stream("GET", url, headers=headers, follow_redirects=True) as r:
                 hf_raise_for_status(r)
                 data = b""
                 for chunk in r.iter_bytes():
                     data += chunk
                     if len(data) > f.size:
                         break
+            h = hashlib.sha256() if f.sha256 else git_blob_header(len(data))
+            h.update(data)
+            if len(data) != f.size or h.hexdigest() != f.oid:  # a cut or corrupted answer: retried
+                raise ValueError(f"the Hub sent other bytes for {f.path} than its listing names")
             return data
 
         data: bytes = self._call_hub(get, model, commit)
-        h = hashlib.sha256() if f.sha256 else git_blob_header(len(data))
-        h.update(data)
-        if len(data) != f.size or h.hexdigest() != f.oid:
-            raise IntegrityError(f"{f.path} of {model}@{commit[:8]}: the Hub sent other bytes than its listing names.")
         return data
 
     def _list_remote(self, model: str, revision: str) -> tuple[str, list[RemoteFile]]:

@@ -6,6 +6,7 @@ weight bytes on the volume ÷ weight bytes the loader opened = 1.00 on every lay
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -13,9 +14,9 @@ import pytest
 
 from tests.conftest import make_settings, subprocess_env
 from volcache import ModelStore
-from volcache._selection import is_weight_file
-from volcache.testing import HubEmulator
-from volcache.testing.loaders import strace_available, trace_load
+from volcache._selection import Plan, is_weight_file
+from volcache.testing import HubEmulator, mirror_root_with
+from volcache.testing.loaders import LoadJob, LoadTrace, strace_available, trace_loads
 
 pytestmark = pytest.mark.skipif(not strace_available(), reason="strace is missing or may not trace here")
 
@@ -31,6 +32,38 @@ CASES = [
 ]
 
 
+@dataclasses.dataclass(frozen=True)
+class Fetched:
+    """One case after `ModelStore.resolve`: its snapshot, plan and download, and the shared trace."""
+
+    plan: Plan
+    snapshot: Path
+    downloaded: int
+    trace: LoadTrace
+
+
+@pytest.fixture(scope="module")
+def fetched(layout_folders: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[int, Fetched]:
+    """Every case fetched onto its own volume, then all loaded in one traced process."""
+    tmp = tmp_path_factory.mktemp("loader-exact")
+    done = []
+    with HubEmulator(mirror_root_with(tmp, layout_folders)) as hub:
+        for number, (repo, _loader, request_env) in enumerate(CASES):
+            volume = tmp / f"volume-{number}"
+            volume.mkdir()
+            store = ModelStore(make_settings(volume, HF_ENDPOINT=hub.url, **request_env))
+            plan = store.plan(repo)
+            resolution = store.resolve(repo)
+            done.append((plan, resolution.path, resolution.downloaded_bytes))
+    jobs = [
+        LoadJob(loader, snap, env.get("MODEL_VARIANT", ""))
+        for (_, loader, env), (_, snap, _) in zip(CASES, done, strict=True)
+    ]
+    trace = trace_loads(jobs, subprocess_env(tmp / "no-volume", HF_HUB_OFFLINE="1"))
+    assert trace.stdout.count("loaded") == len(jobs), trace.stdout  # every load built its model and ran it
+    return {i: Fetched(plan, snap, downloaded, trace) for i, (plan, snap, downloaded) in enumerate(done)}
+
+
 def _weights_on_volume(snapshot: Path) -> dict[Path, int]:
     """Every weight file the snapshot links to, by its blob, with its size."""
     found = {}
@@ -42,24 +75,13 @@ def _weights_on_volume(snapshot: Path) -> dict[Path, int]:
     return found
 
 
-@pytest.mark.parametrize(("repo", "loader", "request_env"), CASES, ids=lambda v: str(v) if v else "default")
-def test_every_downloaded_weight_is_opened_by_the_loader(
-    layouts_hub: HubEmulator, tmp_path: Path, repo: str, loader: str, request_env: dict[str, str]
-) -> None:
-    volume = tmp_path / "volume"
-    volume.mkdir()
-    store = ModelStore(make_settings(volume, HF_ENDPOINT=layouts_hub.url, **request_env))
-    plan = store.plan(repo)
-    resolution = store.resolve(repo)
-    assert resolution.downloaded_bytes == plan.kept_bytes  # the plan's total is what was downloaded
-    on_volume = _weights_on_volume(resolution.path)
-    assert on_volume and sum(on_volume.values()) == plan.kept_weight_bytes < plan.total_weight_bytes
-
-    env = subprocess_env(volume, HF_HUB_OFFLINE="1", VOLCACHE_TEST_VARIANT=request_env.get("MODEL_VARIANT", ""))
-    trace = trace_load(loader, resolution.path, env)
-
-    assert "loaded" in trace.stdout  # nothing was missing: the loader built the model and ran it
-    never_opened = sorted(str(b) for b in on_volume if b not in trace.opened)
+@pytest.mark.parametrize("number", range(len(CASES)), ids=[f"{r}-{loader}-{e or 'default'}" for r, loader, e in CASES])
+def test_every_downloaded_weight_is_opened_by_the_loader(fetched: dict[int, Fetched], number: int) -> None:
+    case = fetched[number]
+    assert case.downloaded == case.plan.kept_bytes  # the plan's total is what was downloaded
+    on_volume = _weights_on_volume(case.snapshot)
+    assert on_volume and sum(on_volume.values()) == case.plan.kept_weight_bytes < case.plan.total_weight_bytes
+    never_opened = sorted(str(b) for b in on_volume if b not in case.trace.opened)
     assert never_opened == [], f"downloaded but never opened: {never_opened}"
-    opened_bytes = sum(size for blob, size in on_volume.items() if blob in trace.opened)
+    opened_bytes = sum(size for blob, size in on_volume.items() if blob in case.trace.opened)
     assert sum(on_volume.values()) / opened_bytes == 1.00

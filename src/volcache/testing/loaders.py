@@ -23,7 +23,7 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-__all__ = ["LOADERS", "LoadTrace", "strace_available", "trace_load"]
+__all__ = ["LOADERS", "LoadJob", "LoadTrace", "strace_available", "trace_load", "trace_loads"]
 
 _TRANSFORMERS = """
 import sys
@@ -75,6 +75,15 @@ LOADERS: Mapping[str, str] = {
     "diffusers": _DIFFUSERS,
     "gguf": _GGUF,
 }
+# Runs several loads in one process (one import of torch): argv[1] is a JSON list of jobs.
+_DRIVER = """
+import json, os, sys
+scripts = json.loads(sys.argv[1])
+for loader, snapshot, variant in json.loads(sys.argv[2]):
+    os.environ["VOLCACHE_TEST_VARIANT"] = variant
+    sys.argv = ["-c", snapshot]
+    exec(compile(scripts[loader], loader, "exec"), {"__name__": "__main__"})
+"""
 _OPENAT = re.compile(r'^(\d+)\s+openat\([^,]+, "((?:[^"\\]|\\.)*)"(.*)$')
 _RESUMED = re.compile(r"^(\d+)\s+<\.\.\. openat resumed>.*\)\s*=\s*(-?\d+)")
 _RESULT = re.compile(r"\)\s*=\s*(-?\d+)")
@@ -96,15 +105,33 @@ def strace_available() -> bool:
     return probe.returncode == 0
 
 
+@dataclasses.dataclass(frozen=True)
+class LoadJob:
+    """One load: which loader, which snapshot folder, which variant (diffusers)."""
+
+    loader: str
+    snapshot: Path
+    variant: str = ""
+
+
 def trace_load(loader: str, snapshot: Path, env: Mapping[str, str], *, timeout: float = 600) -> LoadTrace:
     """Run `LOADERS[loader]` on `snapshot` under strace; raise with the output if the load failed."""
+    return trace_loads([LoadJob(loader, snapshot, env.get("VOLCACHE_TEST_VARIANT", ""))], env, timeout=timeout)
+
+
+def trace_loads(jobs: list[LoadJob], env: Mapping[str, str], *, timeout: float = 900) -> LoadTrace:
+    """Run the loads one after another in one traced process (torch is imported once); the opens
+    of different snapshots are told apart by their real paths (each snapshot's own blobs)."""
+    import json
+
     with tempfile.TemporaryDirectory(prefix="volcache-strace-") as tmp:
         log = Path(tmp) / "openat.log"
         cmd = ["strace", "-f", "-qq", "-e", "trace=openat", "-e", "signal=none", "-s", "4096", "-o", str(log)]
-        cmd += [sys.executable, "-c", LOADERS[loader], str(snapshot)]
+        listed = json.dumps([[j.loader, str(j.snapshot), j.variant] for j in jobs])
+        cmd += [sys.executable, "-c", _DRIVER, json.dumps(dict(LOADERS)), listed]
         proc = subprocess.run(cmd, env=dict(env), capture_output=True, text=True, timeout=timeout, cwd=tmp)
         if proc.returncode != 0:
-            raise AssertionError(f"the {loader} load of {snapshot} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+            raise AssertionError(f"loading {listed} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
         opened = _successful_opens(log.read_text().splitlines(), Path(tmp))
     return LoadTrace(frozenset(opened), proc.stdout)
 
