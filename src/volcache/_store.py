@@ -136,7 +136,7 @@ class ModelStore:
         selection = selection or self.selection
         _check_revision(revision)
         commit, listing = self._list_remote(model, revision)
-        return self._plan_listing(model, commit, listing, selection)
+        return self._plan_listing(model, commit, listing, selection)[0]
 
     def find_local(self, model: str, revision: str, selection: Selection | None = None) -> Resolution | None:
         """A complete local snapshot of this selection, found without any network request, or None."""
@@ -235,7 +235,7 @@ class ModelStore:
     def _download_locked(self, model: str, revision: str, lease: Lease, selection: Selection) -> Resolution:
         s = self.settings
         commit, listing = self._list_remote(model, revision)
-        plan = self._plan_listing(model, commit, listing, selection)  # never empty of weights: it raises
+        plan, small = self._plan_listing(model, commit, listing, selection)  # never empty of weights: it raises
         needed = [f for f in listing if f.path in plan.kept_paths]
         repo = self.repo_dir(model)
         record = read_record(record_path(s.records_dir, model, commit, selection))
@@ -245,7 +245,8 @@ class ModelStore:
             preflight = self.preflight(model, needed)
             if not preflight.ok:
                 raise _space_error(model, commit, preflight, s)
-            downloaded = self._fetch_files(model, commit, needed, lease)
+            downloaded = self._keep_deciding_files(model, needed, small)
+            downloaded += self._fetch_files(model, commit, needed, lease)
             if lease.lost.is_set():
                 raise StoreError(f"lost the download lease of {model} to another worker; retry.")
             record = CompletionRecord.new(model, commit, revision, needed, selection)
@@ -275,14 +276,38 @@ class ModelStore:
             selection,
         )
 
-    def _plan_listing(self, model: str, commit: str, listing: list[RemoteFile], selection: Selection) -> Plan:
-        """Read the deciding small files (in memory, never written) until the plan is decided."""
+    def _plan_listing(
+        self, model: str, commit: str, listing: list[RemoteFile], selection: Selection
+    ) -> tuple[Plan, dict[RemoteFile, bytes]]:
+        """Read the deciding small files (in memory: a plan writes nothing) until the plan is decided."""
         by_path = {f.path: f for f in listing}
         contents: dict[str, bytes] = {}
         while wanted := deciding_files(listing, contents, selection):
             for path in wanted:
                 contents[path] = self._read_small(model, commit, by_path[path])
-        return plan_selection(listing, contents, selection, model=model, commit=commit)
+        plan = plan_selection(listing, contents, selection, model=model, commit=commit)
+        return plan, {by_path[p]: data for p, data in contents.items()}
+
+    def _keep_deciding_files(self, model: str, needed: Sequence[RemoteFile], small: dict[RemoteFile, bytes]) -> int:
+        """Put the deciding files already read (and checked) into `blobs/<oid>`, so each file of the
+        download is served once: the Hub client then only links them. Call after the preflight."""
+        blobs = self.repo_dir(model) / "blobs"
+        written = 0
+        for f in needed:
+            data = small.get(f)
+            if data is None or _blob_complete(blobs / f.oid, f.size):
+                continue
+            blobs.mkdir(parents=True, exist_ok=True)
+            partial = blobs / f"{f.oid}.{os.getpid()}.incomplete"  # removed with the others if we die here
+            with _volume_full_is_clear(f"writing {f.path} of {model}", self.settings):
+                try:
+                    partial.write_bytes(data)
+                    os.replace(partial, blobs / f.oid)
+                except BaseException:
+                    partial.unlink(missing_ok=True)
+                    raise
+            written += f.size
+        return written
 
     def _read_small(self, model: str, commit: str, f: RemoteFile) -> bytes:
         """One small file's bytes, checked against the listing (size and blob id) before it decides anything."""

@@ -123,3 +123,14 @@ def test_cli_plan_shows_every_file_and_downloads_nothing(layouts_hub: HubEmulato
     assert not list(volume.rglob("*.safetensors"))
     bad = run_cli("fetch", "org/tiny-sd", "--plan", "--variant", "../x", env=env)
     assert bad.returncode == 1 and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_refused_for_space_after_reading_the_deciding_files_writes_nothing(
+    layouts_hub: HubEmulator, volume: Path
+) -> None:
+    from volcache import InsufficientSpace
+
+    with pytest.raises(InsufficientSpace):
+        _store(volume, layouts_hub, VOLCACHE_FREE_MARGIN="1000TB").resolve("org/sharded")
+    assert ("GET", "model.safetensors.index.json") in _resolve_paths(layouts_hub, "org/sharded")
+    assert [p for p in volume.rglob("*") if p.is_file() and "blobs" in p.parts] == []
