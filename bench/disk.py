@@ -162,7 +162,7 @@ def _layouts(work: Path) -> list[dict[str, Any]]:
     from volcache._selection import is_weight_file
     from volcache.testing import HubEmulator, mirror_root_with
     from volcache.testing import models as tiny
-    from volcache.testing.loaders import strace_available, trace_load
+    from volcache.testing.loaders import LoadJob, strace_available, trace_loads
 
     if not strace_available():
         return [{"layout": "skipped: strace is missing or may not trace here"}]
@@ -174,28 +174,33 @@ def _layouts(work: Path) -> list[dict[str, Any]]:
         "org/tiny-gguf": tiny.build_tiny_gguf_repo,
     }
     folders = {repo: build(work / "built" / repo.replace("/", "--")) for repo, build in builders.items()}
-    rows = []
+    fetched = []
     with HubEmulator(mirror_root_with(work, folders)) as hub:
-        for number, (label, repo, loader, request) in enumerate(LAYOUT_CASES):
+        for number, (_label, repo, _loader, request) in enumerate(LAYOUT_CASES):
             volume = _fresh(work / f"volume-{number}")
             env = {"VOLCACHE_VOLUME": str(volume), "VOLCACHE_FREE_MARGIN": "0", "HF_ENDPOINT": hub.url, **request}
             store = ModelStore(Settings.from_env(env))
             plan = store.plan(repo)
             snapshot = store.resolve(repo).path
             plain = Path(snapshot_download(repo, cache_dir=work / f"plain-{number}", endpoint=hub.url))
-            trace = trace_load(
-                loader, snapshot, child_env(HF_HUB_OFFLINE="1", VOLCACHE_TEST_VARIANT=request.get("MODEL_VARIANT", ""))
-            )
-            ours, theirs = _weight_blobs(snapshot, is_weight_file), _weight_blobs(plain, is_weight_file)
-            rows.append(
-                {
-                    "layout": label,
-                    "opened": sum(size for blob, size in ours.items() if blob in trace.opened),
-                    "volcache": sum(ours.values()),
-                    "snapshot_download": sum(theirs.values()),
-                    "whole_repo": plan.total_weight_bytes,
-                }
-            )
+            fetched.append((plan, snapshot, plain))
+    jobs = [
+        LoadJob(c[2], snap, c[3].get("MODEL_VARIANT", ""))
+        for c, (_, snap, _) in zip(LAYOUT_CASES, fetched, strict=True)
+    ]
+    trace = trace_loads(jobs, child_env(HF_HUB_OFFLINE="1"))  # one process: torch imported once
+    rows = []
+    for (label, *_), (plan, snapshot, plain) in zip(LAYOUT_CASES, fetched, strict=True):
+        ours, theirs = _weight_blobs(snapshot, is_weight_file), _weight_blobs(plain, is_weight_file)
+        rows.append(
+            {
+                "layout": label,
+                "opened": sum(size for blob, size in ours.items() if blob in trace.opened),
+                "volcache": sum(ours.values()),
+                "snapshot_download": sum(theirs.values()),
+                "whole_repo": plan.total_weight_bytes,
+            }
+        )
     return rows
 
 

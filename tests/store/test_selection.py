@@ -335,3 +335,14 @@ def test_selection_keys_and_labels() -> None:
     assert Selection.from_json(Selection(None, "*Q4*", ("a",)).to_json()) == Selection(None, "*Q4*", ("a",))
     with pytest.raises(SelectionError):
         Selection(variant="../x")
+
+
+def test_settings_read_model_variant_and_model_file() -> None:
+    from volcache import Settings
+    from volcache._errors import ConfigError
+
+    settings = Settings.from_env({"MODEL_VARIANT": "fp16", "MODEL_FILE": "*Q4_K_M.gguf"})
+    assert (settings.variant, settings.model_file) == ("fp16", "*Q4_K_M.gguf")
+    assert Settings.from_env({}).variant is None and Settings.from_env({}).model_file is None
+    with pytest.raises(ConfigError, match="MODEL_VARIANT"):
+        Settings.from_env({"MODEL_VARIANT": "fp16/../x"})
