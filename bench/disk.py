@@ -159,7 +159,7 @@ def _layouts(work: Path) -> list[dict[str, Any]]:
     from huggingface_hub import snapshot_download
 
     from volcache import ModelStore, Settings
-    from volcache._selection import is_weight_file
+    from volcache.store.selection import is_weight_file
     from volcache.testing import HubEmulator, mirror_root_with
     from volcache.testing import models as tiny
     from volcache.testing.loaders import LoadJob, strace_available, trace_loads

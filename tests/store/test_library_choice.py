@@ -16,7 +16,7 @@ import pytest
 
 from tests.conftest import make_settings, subprocess_env
 from volcache import ModelStore
-from volcache._selection import Selection, is_weight_file
+from volcache.store.selection import Selection, is_weight_file
 from volcache.testing import HubEmulator
 
 # Each line: repo, variant ("" for none), library. The child prints the weight files it downloaded.

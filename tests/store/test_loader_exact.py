@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import make_settings, subprocess_env
 from volcache import ModelStore
-from volcache._selection import Plan, is_weight_file
+from volcache.store.selection import Plan, is_weight_file
 from volcache.testing import HubEmulator, mirror_root_with
 from volcache.testing.loaders import LoadJob, LoadTrace, strace_available, trace_loads
 

@@ -10,8 +10,9 @@ import pytest
 from tests.conftest import make_settings, run_cli, subprocess_env
 from volcache import ModelStore, OfflineMiss
 from volcache._errors import SelectionError
-from volcache._record import commit_record_paths, read_record
-from volcache._selection import Selection
+from volcache.store.layout import VolumeLayout
+from volcache.store.record import read_record
+from volcache.store.selection import Selection
 from volcache.testing import HubEmulator
 
 DECIDING = {
@@ -58,12 +59,13 @@ def test_a_second_variant_downloads_only_what_is_missing_and_gets_its_own_record
     plan = fp16_store.plan("org/tiny-sd")
     fp16 = fp16_store.resolve("org/tiny-sd")
     assert fp16.path == plain.path and fp16.selection == Selection(variant="fp16")
-    first = read_record(commit_record_paths(volume / "models/.volcache", "org/tiny-sd", plain.commit or "")[0])
+    layout = VolumeLayout(volume / "models/hub", volume / "models/.volcache")
+    first = read_record(layout.record("org/tiny-sd", plain.commit or ""))
     assert first is not None
     shared = {f.path for f in first.files}
     missing = sum(f.size for f in plan.kept if f.path not in shared)
     assert 0 < fp16.downloaded_bytes == missing < plan.kept_bytes  # configs and tokenizer were already there
-    paths = commit_record_paths(volume / "models/.volcache", "org/tiny-sd", fp16.commit or "")
+    paths = layout.commit_records("org/tiny-sd", fp16.commit or "")
     records = [read_record(p) for p in paths]
     assert [r.selection.label for r in records if r] == ["default", "fp16"]
 

@@ -7,8 +7,7 @@ import json
 import pytest
 
 from volcache._errors import SelectionError
-from volcache._files import RemoteFile
-from volcache._selection import Plan, Selection, deciding_files, plan_selection
+from volcache.store.selection import Plan, RemoteFile, Selection, deciding_files, plan_selection
 
 GB = 1000**3
 

@@ -9,11 +9,12 @@ from typing import TYPE_CHECKING
 import click
 
 from .._logging import setup_logging
-from .._pin import pin
-from .._settings import Settings, format_bytes
+from .._settings import format_bytes
+from ..store import pin
+from . import settings as current_settings
 
 if TYPE_CHECKING:
-    from .._selection import Plan
+    from ..store.selection import Plan
 
 
 @click.command()
@@ -21,10 +22,7 @@ if TYPE_CHECKING:
 @click.option("--revision", "-r", default=None, help="Branch, tag or commit (default: MODEL_REVISION or main).")
 @click.option("--variant", default=None, help="The weight variant, e.g. fp16 (default: MODEL_VARIANT).")
 @click.option(
-    "--file",
-    "model_file",
-    default=None,
-    help="A glob choosing the weight files, e.g. '*Q4_K_M.gguf' (default: MODEL_FILE).",
+    "--file", "model_file", default=None, help="A glob choosing the weights, e.g. '*Q4_K_M.gguf' (MODEL_FILE)."
 )
 @click.option("--plan", "plan_only", is_flag=True, help="Show every file kept or skipped and why; download nothing.")
 @click.option("--json", "as_json", is_flag=True, help="With --plan: print the plan as JSON.")
@@ -42,18 +40,18 @@ def fetch(
     Examples:
       volcache fetch sentence-transformers/all-MiniLM-L6-v2
       volcache fetch stabilityai/stable-diffusion-xl-base-1.0 --variant fp16 --plan
-      volcache fetch TheBloke/Mistral-7B-Instruct-v0.2-GGUF --file '*Q4_K_M.gguf'
+      volcache fetch bartowski/Llama-3.2-1B-Instruct-GGUF --file '*Q4_K_M.gguf'
       VOLCACHE_VOLUME=/mnt/vol HF_ENDPOINT=http://127.0.0.1:8088 volcache fetch org/name -r main
     """
     if as_json and not plan_only:
         raise click.UsageError("--json goes with --plan.")
-    settings = Settings.from_env()
+    settings = current_settings()
     settings = dataclasses.replace(
         settings, variant=variant or settings.variant, model_file=model_file or settings.model_file
     )
     setup_logging(settings.log_level)
     pin(settings)
-    from .._store import ModelStore
+    from ..store import ModelStore
 
     store = ModelStore(settings)
     if plan_only:
@@ -93,12 +91,12 @@ def ls(as_json: bool) -> None:
       volcache ls
       VOLCACHE_VOLUME=/mnt/vol volcache ls --json
     """
-    from .._inventory import list_snapshots
+    from ..store import scan_volume
 
-    settings = Settings.from_env()
-    infos = list_snapshots(settings)
+    settings = current_settings()
+    infos = scan_volume(settings).snapshots
     if as_json:
-        rows = [dict(dataclasses.asdict(i), path=str(i.path), state=i.state) for i in infos]
+        rows = [i.to_json() for i in infos]
         click.echo(json.dumps(rows, indent=1))
         return
     if not infos:

@@ -1,12 +1,10 @@
 """The completion record: the one proof that a snapshot on the volume is whole (I2).
 
 A record is written atomically (temp file, fsync, rename) only after every file was
-downloaded and verified. It lives beside the Hub layout, in
-`$HF_HOME/.volcache/records/<repo folder>/<commit>.json`, beside the hub folder,
-so `hf cache` and transformers see the ordinary layout. A record holds one selection
-(`volcache._selection.Selection`: variant, file pattern, includes); the default one is
-`<commit>.json`, any other `<commit>.sel-<key>.json`, so two variants of one commit share
-the snapshot folder and its blobs and each has its own proof.
+downloaded and verified. It lives beside the Hub layout (`VolumeLayout.record`), so `hf cache`
+and transformers see the ordinary layout. A record holds one selection (`Selection`: variant,
+file pattern, includes): two variants of one commit share the snapshot folder and its blobs,
+and each has its own record (`VolumeLayout.record(model, commit, selection.key)`).
 """
 
 from __future__ import annotations
@@ -19,16 +17,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ._files import RemoteFile
-from ._selection import Selection
+from .selection import RemoteFile, Selection
+from .volume import retry_io
 
 RECORD_VERSION = 1
 DEFAULT_SELECTION = Selection()
-
-
-def repo_folder(repo_id: str) -> str:
-    """`org/name` -> `models--org--name`, as huggingface_hub names cache folders."""
-    return "--".join(["models", *repo_id.split("/")])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,36 +74,13 @@ class CompletionRecord:
         )
 
 
-def record_path(records_dir: Path, repo_id: str, commit: str, selection: Selection = DEFAULT_SELECTION) -> Path:
-    name = f"{commit}.sel-{selection.key}.json" if selection.key else f"{commit}.json"
-    return records_dir / "records" / repo_folder(repo_id) / name
-
-
-def commit_record_paths(records_dir: Path, repo_id: str, commit: str) -> list[Path]:
-    """Every record of `repo_id@commit` that exists, one per selection, the default first."""
-    default = record_path(records_dir, repo_id, commit)
-    return (
-        [default, *selection_record_paths(records_dir, repo_id, commit)]
-        if default.exists()
-        else (selection_record_paths(records_dir, repo_id, commit))
-    )
-
-
-def selection_record_paths(records_dir: Path, repo_id: str, commit: str) -> list[Path]:
-    """The records of `repo_id@commit` for selections other than the default."""
-    folder = records_dir / "records" / repo_folder(repo_id)
-    return sorted(folder.glob(f"{commit}.sel-*.json")) if folder.is_dir() else []
-
-
-def used_marker_path(records_dir: Path, repo_id: str, commit: str) -> Path:
-    """The file a worker touches when it loads `repo_id@commit`; its mtime orders `volcache prune`."""
-    return records_dir / "used" / repo_folder(repo_id) / commit
-
-
 def read_record(path: Path) -> CompletionRecord | None:
-    """The record at `path`, or None if it is missing or unreadable (never half-written)."""
+    """The record at `path`, or None if it is missing or unreadable (never half-written).
+
+    A transient I/O error is retried first: a healthy record must not read as "absent".
+    """
     try:
-        return CompletionRecord.from_json(json.loads(path.read_text()))
+        return CompletionRecord.from_json(json.loads(retry_io(path.read_text)))
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -149,7 +119,7 @@ def snapshot_mismatches(snapshot: Path, record: CompletionRecord) -> list[str]:
     problems = []
     for f in record.files:
         try:
-            size = (snapshot / f.path).stat().st_size
+            size = retry_io((snapshot / f.path).stat).st_size
         except OSError:
             problems.append(f"{f.path}: missing")
             continue

@@ -1,4 +1,5 @@
-"""Which files of a repository the loader will open: the plan behind every download.
+"""Which files of a repository the loader will open (the plan behind every download), and
+which listed paths are safe to write.
 
 Pure logic, no I/O. Input: the repo listing with sizes, the contents of the few small files
 that decide (`model_index.json`, `modules.json`, `*.safetensors.index.json`), and the request
@@ -26,9 +27,10 @@ import hashlib
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import PurePosixPath
 from typing import Any, Literal, Protocol
 
-from ._errors import SelectionError
+from .._errors import HostileAnswer, InvalidModelId, SelectionError
 
 Layout = Literal["transformers", "sentence-transformers", "diffusers", "gguf", "explicit"]
 
@@ -58,6 +60,63 @@ _INDEX_RE = re.compile(
 )
 _QUANT_RE = re.compile(r"(?i)(?:^|[-_.])((?:I?Q\d(?:_[A-Z0-9]+)*)|BF16|F16|F32)(?=[-_.])")
 _VARIANT_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,31}$")  # `fp16`, `bf16`, `non_ema`; never `0` of `v1.0`
+
+
+MAX_FILE_SIZE = 2 * 1000**4  # 2 TB: anything larger in a listing is an error, not a model
+_SHA_RE = re.compile(r"^[0-9a-f]{40}$")
+_REPO_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
+
+
+@dataclasses.dataclass(frozen=True)
+class RemoteFile:
+    """One file of a repository at a commit, as the Hub lists it."""
+
+    path: str
+    size: int
+    sha256: str | None  # set for LFS files: the blob is named by it and must hash to it
+    oid: str  # git blob id for regular files, sha256 for LFS files: the blob's file name
+
+
+def check_repo_id(repo_id: str) -> str:
+    """Refuse repo ids that are not `name` or `org/name` before they reach a path."""
+    if not _REPO_ID_RE.match(repo_id) or ".." in repo_id:
+        raise InvalidModelId(
+            f"{repo_id!r} is not a Hugging Face model id; use the form org/name, "
+            "e.g. sentence-transformers/all-MiniLM-L6-v2.",
+            model=repo_id,
+        )
+    return repo_id
+
+
+def check_commit(sha: str) -> str:
+    if not isinstance(sha, str) or not _SHA_RE.match(sha):
+        raise HostileAnswer(f"the Hub returned {sha!r} as a commit id; expected 40 hex digits.")
+    return sha
+
+
+def check_listing(files: Iterable[RemoteFile]) -> list[RemoteFile]:
+    """Refuse a listing with paths that would escape the snapshot folder, or absurd sizes."""
+    checked = []
+    for f in files:
+        path = PurePosixPath(f.path)
+        bad = (
+            not f.path
+            or path.is_absolute()
+            or any(part in ("", ".", "..") for part in f.path.split("/"))
+            or "\\" in f.path
+            or "\x00" in f.path
+            or f.path.startswith("~")
+        )
+        if bad:
+            raise HostileAnswer(f"the Hub listed the unsafe path {f.path!r}; refusing to download this model.")
+        if not 0 <= f.size <= MAX_FILE_SIZE:
+            raise HostileAnswer(f"the Hub listed {f.path!r} with an impossible size of {f.size} bytes.")
+        if f.sha256 is not None and not re.fullmatch(r"[0-9a-f]{64}", f.sha256):
+            raise HostileAnswer(f"the Hub listed {f.path!r} with a malformed sha256 {f.sha256!r}.")
+        if not re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", f.oid):
+            raise HostileAnswer(f"the Hub listed {f.path!r} with a malformed blob id {f.oid!r}.")
+        checked.append(f)
+    return checked
 
 
 class _File(Protocol):
@@ -630,7 +689,7 @@ def _file_matches(path: str, pattern: str) -> bool:
 
 def _choices(listing: Sequence[_File]) -> str:
     """`Q4_K_M 4.4 GB (x-Q4_K_M.gguf), Q8_0 8.5 GB (x-Q8_0-00001-of-00002.gguf, 2 parts), ...`."""
-    from ._settings import format_bytes
+    from .._settings import format_bytes
 
     groups: dict[str, list[_File]] = {}
     for f in listing:
@@ -645,3 +704,11 @@ def _choices(listing: Sequence[_File]) -> str:
         extra = f", {len(parts)} parts" if len(parts) > 1 else ""
         shown.append(f"{label}{size} ({first}{extra})")
     return ", ".join(shown)
+
+
+def select_needed(
+    files: Sequence[RemoteFile], include: Sequence[str] = (), contents: Mapping[str, bytes] | None = None
+) -> list[RemoteFile]:
+    """The files the loader opens, for a listing whose deciding files are in `contents`."""
+    plan = plan_selection(files, contents or {}, Selection(include=tuple(include)))
+    return [f for f in files if f.path in plan.kept_paths]
