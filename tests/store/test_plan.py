@@ -12,7 +12,7 @@ from volcache import ModelStore, OfflineMiss
 from volcache._errors import SelectionError
 from volcache.store.layout import VolumeLayout
 from volcache.store.record import read_record
-from volcache.store.selection import Selection
+from volcache import Selection
 from volcache.testing import HubEmulator
 
 DECIDING = {
