@@ -8,11 +8,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import make_settings, run_cli, subprocess_env
-from volcache import ModelStore, OfflineMiss
-from volcache._errors import SelectionError
+from volcache import ModelStore, OfflineMiss, Selection, SelectionError
 from volcache.store.layout import VolumeLayout
 from volcache.store.record import read_record
-from volcache import Selection
 from volcache.testing import HubEmulator
 
 DECIDING = {
