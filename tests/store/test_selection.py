@@ -164,7 +164,7 @@ def test_sdxl_fp16_reads_the_components_variant_only() -> None:
         "vae/diffusion_pytorch_model.fp16.safetensors",
     ]
     assert plan.kept_weight_bytes < 7 * GB < 35 * GB < plan.total_weight_bytes
-    assert _reason(plan, "sd_xl_base_1.0.safetensors") == "single-file checkpoint beside the diffusers layout"
+    assert _reason(plan, "sd_xl_base_1.0.safetensors") == "root checkpoint or LoRA beside the diffusers layout"
     assert _reason(plan, "vae_1_0/diffusion_pytorch_model.safetensors") == "not a component in model_index.json"
     assert _reason(plan, "unet/diffusion_pytorch_model.bin") == "pickled duplicate of the safetensors"
     assert _reason(plan, "unet/diffusion_pytorch_model.onnx") == "onnx export"

@@ -383,7 +383,7 @@ def _decide_diffusers(
         if folder in components:
             verdicts.update(_choose_in_folder(files, contents, selection, model, prefer_index=True))
         elif folder == "":
-            verdicts.update(_outside_loaded_folders(files, "single-file checkpoint beside the diffusers layout"))
+            verdicts.update(_outside_loaded_folders(files, "root checkpoint or LoRA beside the diffusers layout"))
         elif top in components:
             verdicts.update(_outside_loaded_folders(files, "not read: nested in a component"))
         else:
