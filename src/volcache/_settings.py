@@ -87,6 +87,11 @@ class Settings:
     endpoint: str | None = None
     hf_token: str | None = dataclasses.field(default=None, repr=False)
     debug: bool = False
+    # -- engines (issue 15): which engine runs text generation, and worker-vllm's own variables --
+    engine: str | None = None  # MODEL_ENGINE: "vllm" | "transformers"; None: vLLM where installed and a GPU is visible
+    max_concurrency: int | None = None  # MAX_CONCURRENCY (worker-vllm's name): jobs at once on the vLLM engine
+    # Every upper-case variable as read, for an engine that maps variables to its flags by name (worker-vllm's rule).
+    engine_env: tuple[tuple[str, str], ...] = dataclasses.field(default=(), repr=False)
 
     @property
     def readonly_caches(self) -> tuple[Path, ...]:
@@ -157,6 +162,10 @@ class Settings:
             load = "auto"
         include = tuple(p.strip() for p in get("VOLCACHE_INCLUDE", "").split(",") if p.strip())
         task = get("MODEL_TASK", "") or None
+        engine = get("MODEL_ENGINE", "").lower() or None
+        if engine not in (None, "vllm", "transformers"):
+            problems.append(f"MODEL_ENGINE={engine!r} is not one of vllm, transformers.")
+            engine = None
         settings = cls(
             volume=volume,
             home=home,
@@ -185,6 +194,9 @@ class Settings:
             endpoint=get("HF_ENDPOINT", "") or None,
             hf_token=get("HF_TOKEN", "") or get("HUGGING_FACE_HUB_TOKEN", "") or None,
             debug=get("VOLCACHE_DEBUG", "0").lower() in ("1", "true", "yes", "on"),
+            engine=engine,
+            max_concurrency=int(number("MAX_CONCURRENCY", 30, int)) if get("MAX_CONCURRENCY", "") else None,
+            engine_env=tuple(sorted((k, v) for k, v in env.items() if re.fullmatch(r"[A-Z][A-Z0-9_]*", k))),
         )
         if problems:
             raise ConfigError("Invalid configuration: " + " ".join(problems))
