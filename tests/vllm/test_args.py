@@ -58,7 +58,8 @@ def test_the_model_tokenizer_address_and_names_are_volcaches_never_the_environme
     env = {"MODEL": "org/other", "TOKENIZER": "org/tok", "PORT": "1", "HOST": "0.0.0.0", "API_KEY": "k", "CONFIG": "c"}
     assert args.engine_arguments(env) == []
     command = args.serve_command(env, snapshot=Path("/vol/snap"), served_name="org/m", port=8123, load_strategy=None)
-    assert command[:9] == ["/vol/snap", "--tokenizer", "/vol/snap", "--served-model-name", "org/m", "--host", "127.0.0.1", "--port", "8123"]  # fmt: skip
+    assert command[:5] == ["/vol/snap", "--tokenizer", "/vol/snap", "--served-model-name", "org/m"]
+    assert command[5:9] == ["--host", "127.0.0.1", "--port", "8123"]
     with pytest.raises(ConfigError, match="VLLM_EXTRA_ARGS sets --model, --port"):
         args.engine_arguments({"VLLM_EXTRA_ARGS": "--model org/x --port=9"})
 
