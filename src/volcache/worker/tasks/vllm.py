@@ -42,9 +42,11 @@ from typing import Any, ClassVar
 
 from ..._errors import ConfigError
 from ..._settings import Settings
+from .._schemas import Limits
 from . import _vllm_args
 from ._compile_cache import CompileCache, cache_key
 from ._vllm_server import EngineResponseError, VllmServer, free_port
+from .base import JobContext, JobError, LoadContext, OpenAICall, Task
 
 log = logging.getLogger("volcache.worker")
 
@@ -57,10 +59,6 @@ REQUEST_TIMEOUT_S = 3600.0  # worker-vllm's REQUEST_TIMEOUT default
 # parallel read fills the page cache while the child imports vLLM, and vLLM maps the warm pages.
 LOAD_STRATEGIES = {"mmap": None, "read": "eager", "prefetch": "lazy"}
 _NATIVE_KEYS = frozenset({"prompt", "messages", "sampling_params", "stream"})
-
-
-class JobError(Exception):  # replaced by volcache.worker's JobError when the task interface lands
-    """A job the client got wrong."""
 
 
 def vllm_installed() -> bool:
@@ -195,23 +193,25 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-class VllmTask:
-    """Text generation on a `vllm serve` child; the task interface's `load` / `decode` / `run` / `warmup`."""
+class VllmTask(Task[VllmRequest]):
+    """Text generation on a `vllm serve` child; see the module docstring."""
 
-    name: ClassVar[str] = "text-generation"
+    name = "text-generation"
     engine: ClassVar[str] = ENGINE
 
-    def __init__(self, server: VllmServer, launch: EngineLaunch, settings: Settings) -> None:
+    def __init__(self, server: VllmServer, launch: EngineLaunch, settings: Settings, limits: Limits) -> None:
         self.server = server
         self.launch = launch
         self.settings = settings
+        self.limits = limits
+        self.concurrency = settings.max_concurrency or DEFAULT_MAX_CONCURRENCY  # RunPod's concurrency modifier
         self.cache_reused = False
 
     # -- setup -----------------------------------------------------------------------------------
     @classmethod
-    def start(cls, settings: Settings, snapshot: Path, device: str, strategy: str) -> VllmTask:
+    def load(cls, ctx: LoadContext) -> VllmTask:
         """Start `vllm serve` on the snapshot folder and wait until it is healthy."""
-        launch = EngineLaunch.plan(settings, snapshot, device, strategy)
+        launch = EngineLaunch.plan(ctx.settings, ctx.path, ctx.device, ctx.strategy)
         reused = launch.cache.prepare()
         server = VllmServer(launch.command, launch.env, launch.port)
         timeout = float(launch.env.get("VLLM_STARTUP_TIMEOUT") or STARTUP_TIMEOUT_S)
@@ -221,38 +221,35 @@ class VllmTask:
             server.stop()
             raise
         log.info("volcache: vllm serve healthy after %.1fs (compile cache %s)", seconds, launch.cache.key)
-        task = cls(server, launch, settings)
+        task = cls(server, launch, ctx.settings, ctx.limits)
         task.cache_reused = reused
         return task
 
     def warmup(self) -> None:
-        """One token through the whole path; then the compiled caches are complete, and are published."""
+        """One token through the whole path; then the compile caches are complete, and are published."""
         started = time.perf_counter()
         self.server.request("POST", "/v1/completions", self._with_model({"prompt": "hello", "max_tokens": 1}), 600)
         log.info("volcache: vllm warm-up in %.2fs", time.perf_counter() - started)
         if not self.cache_reused:
             self.launch.cache.publish()
 
-    def concurrency(self) -> int:
-        return self.settings.max_concurrency or DEFAULT_MAX_CONCURRENCY
-
     def close(self) -> None:
         self.server.stop()
         self.launch.cache.discard()
 
     # -- decode ----------------------------------------------------------------------------------
-    def decode(self, payload: Mapping[str, Any]) -> VllmRequest:
+    def decode(self, payload: dict[str, Any]) -> VllmRequest:
         """worker-vllm's native shape: `prompt` or `messages`, `sampling_params`, `stream`."""
         prompt, messages = payload.get("prompt"), payload.get("messages")
         unknown = sorted(set(payload) - _NATIVE_KEYS)
         if unknown:
             raise JobError(
-                f"Unknown field(s) {', '.join(unknown)}; a vLLM job takes prompt or messages, sampling_params and "
-                'stream, or {"openai_route": ..., "openai_input": {...}}.'
+                f"Unknown field(s) {', '.join(map(str, unknown))[:200]}; a vLLM job takes prompt or messages, "
+                'sampling_params and stream, or {"openai_route": ..., "openai_input": {...}}.'
             )
         if (prompt is None) == (messages is None):
             raise JobError('Send either "prompt" (a string) or "messages" (a list of chat messages), not both.')
-        if prompt is not None and not isinstance(prompt, (str, list)):
+        if prompt is not None and not isinstance(prompt, str | list):
             raise JobError('"prompt" must be a string (or a list of strings or token ids).')
         if messages is not None and not isinstance(messages, list):
             raise JobError('"messages" must be a list of {"role": ..., "content": ...} objects.')
@@ -267,17 +264,16 @@ class VllmTask:
             return VllmRequest("/v1/chat/completions", "POST", self._with_model({**body, "messages": messages}), stream)
         return VllmRequest("/v1/completions", "POST", self._with_model({**body, "prompt": prompt}), stream)
 
-    def openai(self, route: str, body: Mapping[str, Any] | None) -> VllmRequest | None:
-        """An `openai_route` job, answered by vLLM's own server; None for a route it does not serve here."""
+    def openai(self, route: str, body: dict[str, Any]) -> OpenAICall | None:
+        """An `openai_route` job, answered by vLLM's own server; None for a route not served here."""
         method = ROUTES.get(route)
         if method is None:
             return None
         if method == "GET":
-            return VllmRequest(route, "GET", None, False)
-        if not isinstance(body, Mapping):
-            raise JobError(f'{route} needs "openai_input", an object with the request body.')
-        stream = body.get("stream", False)
-        return VllmRequest(route, "POST", self._with_model(dict(body)), stream is True)
+            request = VllmRequest(route, "GET", None, False)
+        else:
+            request = VllmRequest(route, "POST", self._with_model(dict(body)), body.get("stream") is True)
+        return OpenAICall(request.stream, lambda job: self.run(request, job))
 
     def _with_model(self, body: dict[str, Any]) -> dict[str, Any]:
         """The served name where the body names no model, as worker-vllm fills it in."""
@@ -287,14 +283,17 @@ class VllmTask:
     def streams(self, request: VllmRequest) -> bool:
         return request.stream
 
-    def run(self, request: VllmRequest) -> Iterator[Any]:
-        """Blocking: vLLM's answer once, or each server-sent event of a stream."""
+    def run(self, request: VllmRequest, job: JobContext) -> Iterator[Any]:
+        """Blocking: vLLM's answer once, or each server-sent event of a stream until the job is cancelled."""
         if not self.server.alive:
             raise RuntimeError("the vllm serve process has exited; this worker cannot serve (its log is above)")
         try:
             if request.stream:
                 assert request.body is not None
-                yield from self.server.stream(request.route, request.body, REQUEST_TIMEOUT_S)
+                for event in self.server.stream(request.route, request.body, REQUEST_TIMEOUT_S):
+                    if job.cancelled.is_set():
+                        return  # closing the stream makes vLLM abort the request
+                    yield event
             else:
                 yield self.server.request(request.method, request.route, request.body, REQUEST_TIMEOUT_S)
         except EngineResponseError as exc:
