@@ -28,6 +28,7 @@ refuses (HTTP 4xx) is the client's mistake: a `JobError` with vLLM's own message
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import importlib.metadata
 import importlib.util
@@ -223,6 +224,7 @@ class VllmTask(Task[VllmRequest]):
         log.info("volcache: vllm serve healthy after %.1fs (compile cache %s)", seconds, launch.cache.key)
         task = cls(server, launch, ctx.settings, ctx.limits)
         task.cache_reused = reused
+        atexit.register(task.close)  # the child first, then its working copy of the caches
         return task
 
     def warmup(self) -> None:
@@ -234,6 +236,7 @@ class VllmTask(Task[VllmRequest]):
             self.launch.cache.publish()
 
     def close(self) -> None:
+        """Stop the child and remove the working copy of its caches (the container disk's; the volume's stays)."""
         self.server.stop()
         self.launch.cache.discard()
 
