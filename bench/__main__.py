@@ -12,7 +12,8 @@ floor), `netfs` (load strategies on a simulated network volume, a FUSE mount), `
 loads onto a CUDA device; skipped without one), `scale` (N workers
 on an empty volume: Hub bytes and wall time). Each writes `<section>.md`, `<section>.json` and
 a PNG plot to the output folder; `summary.md` gathers the tables. `vllm` (tokens/s of the vLLM
-engine against the transformers engine at 1, 8 and 32 requests at once) needs `.venv-vllm`.
+engine against the transformers engine at 1, 8 and 32 requests at once) and `vllm_netfs` (vLLM's
+weight load on the simulated network volume, its strategies against volcache's prefetch) need `.venv-vllm`.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ SECTIONS = {
     "gpu": gpu.run,
     "scale": scale.run,
     "vllm": vllm.run,
+    "vllm_netfs": vllm.run_netfs,
 }
 RENDER = {
     "disk": disk.render,
@@ -45,6 +47,7 @@ RENDER = {
     "gpu": gpu.render,
     "scale": scale.render,
     "vllm": vllm.render,
+    "vllm_netfs": vllm.render_netfs,
 }
 
 

@@ -177,3 +177,112 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+# -- vLLM's weight loading on the simulated network volume ----------------------------------------
+# vLLM's `--safetensors-load-strategy` values, and volcache's: its parallel prefetch into the page
+# cache (`volcache._loading`), then vLLM's lazy (memory-mapped) load, which is what the vLLM engine
+# passes when the worker's strategy is `prefetch`.
+LOADS = {
+    "default": "vLLM's default (auto: lazy mmap on FUSE, prefetch only on NFS/Lustre)",
+    "eager": "vLLM `eager` (one read() per file)",
+    "prefetch": "vLLM `prefetch` (its own background reads)",
+    "volcache": "**volcache prefetch, then vLLM `lazy`**",
+}
+NETFS_LATENCIES = (0.001, 0.004)
+LOAD_PROBE = """
+import json, sys, time
+from pathlib import Path
+import torch
+from vllm.model_executor.model_loader.weight_utils import safetensors_weights_iterator
+load, files = sys.argv[1], sys.argv[2:]
+began = time.perf_counter()
+if load == "volcache":
+    from volcache._loading import start_prefetch
+    start_prefetch(Path(files[0]).parent, "prefetch").wait()
+strategy = {"default": None, "volcache": "lazy"}.get(load, load)
+total = 0
+for name, tensor in safetensors_weights_iterator(files, False, strategy):
+    copy = torch.empty_like(tensor).copy_(tensor)  # every byte, as the copy to the device reads it
+    total += copy.numel() * copy.element_size()
+print("bench: result " + json.dumps({"seconds": time.perf_counter() - began, "bytes": total}))
+"""
+
+
+def run_netfs(opts: Options) -> Section:
+    """vLLM's loader reading one model through the FUSE volume of `bench.netfs`, cold, per strategy."""
+    from . import _fuse, netfs
+    from ._common import evict, python
+
+    title = "## vLLM's weight load on the simulated network volume"
+    reason = _fuse.available() or (None if VLLM_PYTHON.exists() else f"no {VLLM_PYTHON}")
+    if reason is not None:
+        return Section("vllm_netfs", f"{title}\n\nSkipped: {reason}.\n", {"skipped": reason})
+    hidden, layers = (256, 2) if opts.quick else (1024, 8)
+    with opts.workdir("vllm-netfs") as tmp:
+        work = Path(tmp)
+        backing = work / "backing"
+        made = subprocess.run(
+            [python(), "-m", "bench._models", str(backing), "--hidden", str(hidden), "--layers", str(layers)],
+            env=child_env(HF_HUB_OFFLINE="1"),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if made.returncode != 0:
+            raise RuntimeError(made.stderr[-3000:])
+        weights = backing / "model.safetensors"
+        results: dict[str, Any] = {"model_bytes": weights.stat().st_size, "latencies": {}}
+        for latency in NETFS_LATENCIES:
+            volume = netfs.NetworkVolume(latency=latency)
+            with netfs.mounted(backing, work / "mnt", volume, work):
+                mounted_file = work / "mnt" / weights.name
+                row: dict[str, float] = {}
+                for load in LOADS:
+                    evict([mounted_file, weights])
+                    row[load] = _probe_load(load, mounted_file)
+                results["latencies"][str(latency)] = row
+    return render_netfs(opts, results)
+
+
+def _probe_load(load: str, weights: Path) -> float:
+    proc = subprocess.run(
+        [str(VLLM_PYTHON), "-c", LOAD_PROBE, load, str(weights)],
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
+    )
+    line = next((x for x in proc.stdout.splitlines() if x.startswith("bench: result ")), None)
+    if proc.returncode != 0 or line is None:
+        raise RuntimeError(f"the vLLM load probe ({load}) failed:\n{proc.stderr[-3000:]}")
+    return float(json.loads(line.removeprefix("bench: result "))["seconds"])
+
+
+def render_netfs(opts: Options, data: dict[str, Any]) -> Section:
+    title = "## vLLM's weight load on the simulated network volume"
+    if "skipped" in data:
+        return Section("vllm_netfs", f"{title}\n\nSkipped: {data['skipped']}.\n", data)
+    latencies = list(data["latencies"])
+    rows = []
+    for load, label in LOADS.items():
+        cells = []
+        for latency in latencies:
+            row = data["latencies"][latency]
+            cells += [f"{row[load]:.2f}", f"{row['default'] / row[load]:.2f}x"]
+        rows.append([label, *cells])
+    headers = ["load"] + [h for lat in latencies for h in (f"s at {float(lat) * 1e3:.0f} ms", "vs default")]
+    markdown = "\n".join(
+        [
+            title,
+            "",
+            f"vLLM 0.32's `safetensors_weights_iterator` (the code `vllm serve` loads with) reads a "
+            f"{data['model_bytes'] / 1e6:.0f} MB safetensors file through `bench._fuse` (the `netfs` section's "
+            "volume) with the page cache evicted, each byte copied once as the copy to a GPU would; a fresh process "
+            "per run, one run each. `vs default` = vLLM's default time / this time (above 1 is faster).",
+            "",
+            table(headers, rows),
+        ]
+    )
+    return Section("vllm_netfs", markdown, data)
