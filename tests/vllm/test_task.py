@@ -246,3 +246,24 @@ def test_a_child_that_never_becomes_healthy_is_stopped(fake_serve: Path) -> None
     with pytest.raises(EngineStartError, match="not healthy within 1s"):
         server.wait_ready(1)
     assert server.proc.poll() is not None
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "says"),
+    [
+        ("VLLM_STARTUP_TIMEOUT", "soon", "VLLM_STARTUP_TIMEOUT='soon' is not a number of seconds"),
+        ("REQUEST_TIMEOUT", "0", "REQUEST_TIMEOUT='0' is not a number of seconds"),
+        ("VLLM_PORT", "99999", "VLLM_PORT='99999' is not a port number"),
+    ],
+)
+def test_worker_vllms_own_variables_are_checked(tmp_path: Path, name: str, value: str, says: str) -> None:
+    with pytest.raises(ConfigError, match=None) as caught:
+        EngineLaunch.plan(make_settings(tmp_path, **{name: value}), tmp_path, "cpu", "mmap")
+    assert says in str(caught.value)
+
+
+def test_worker_vllms_timeouts_and_port_are_used(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, VLLM_STARTUP_TIMEOUT="60", REQUEST_TIMEOUT="5", VLLM_PORT="18555")
+    launch = EngineLaunch.plan(settings, tmp_path, "cpu", "mmap")
+    assert (launch.startup_timeout, launch.request_timeout, launch.port) == (60.0, 5.0, 18555)
+    assert launch.command[launch.command.index("--port") + 1] == "18555"

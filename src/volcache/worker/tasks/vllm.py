@@ -105,20 +105,43 @@ class EngineLaunch:
     port: int
     served_name: str
     cache: CompileCache
+    startup_timeout: float = STARTUP_TIMEOUT_S  # VLLM_STARTUP_TIMEOUT
+    request_timeout: float = REQUEST_TIMEOUT_S  # REQUEST_TIMEOUT
 
     @classmethod
     def plan(cls, settings: Settings, snapshot: Path, device: str, strategy: str) -> EngineLaunch:
         env = dict(settings.engine_env)
         _check_tokenizer(env, settings.model)
         served = served_name(env, settings.model)
-        port = int(env.get("VLLM_PORT") or free_port())
+        port = _port(env.get("VLLM_PORT", ""))
         load = LOAD_STRATEGIES.get(strategy)
         args = _vllm_args.serve_command(env, snapshot=snapshot, served_name=served, port=port, load_strategy=load)
         # The key hashes the arguments that shape the compiled graph, not the port.
         shape = [a for a in args if a != str(port)]
         cache = CompileCache.at(settings.home, settings.ephemeral, cache_key(versions(), accelerator(device), shape))
         command = [sys.executable, "-m", "vllm.entrypoints.cli.main", "serve", *args]
-        return cls(command, child_environment(cache), port, served, cache)
+        startup = _seconds(env, "VLLM_STARTUP_TIMEOUT", STARTUP_TIMEOUT_S)
+        request = _seconds(env, "REQUEST_TIMEOUT", REQUEST_TIMEOUT_S)
+        return cls(command, child_environment(cache), port, served, cache, startup, request)
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    try:
+        value = float(raw) if raw else default
+    except ValueError:
+        value = -1.0
+    if value <= 0:
+        raise ConfigError(f"{name}={raw!r} is not a number of seconds above 0 (e.g. {name}={default:.0f}).")
+    return value
+
+
+def _port(raw: str) -> int:
+    if not raw.strip():
+        return free_port()
+    if not raw.strip().isdigit() or not 0 < int(raw) < 65536:
+        raise ConfigError(f"VLLM_PORT={raw!r} is not a port number (1-65535); unset it for a free one.")
+    return int(raw)
 
 
 def served_name(env: Mapping[str, str], model: str) -> str:
@@ -215,9 +238,8 @@ class VllmTask(Task[VllmRequest]):
         launch = EngineLaunch.plan(ctx.settings, ctx.path, ctx.device, ctx.strategy)
         reused = launch.cache.prepare()
         server = VllmServer(launch.command, launch.env, launch.port)
-        timeout = float(launch.env.get("VLLM_STARTUP_TIMEOUT") or STARTUP_TIMEOUT_S)
         try:
-            seconds = server.wait_ready(timeout)
+            seconds = server.wait_ready(launch.startup_timeout)
         except BaseException:
             server.stop()
             raise
@@ -293,12 +315,12 @@ class VllmTask(Task[VllmRequest]):
         try:
             if request.stream:
                 assert request.body is not None
-                for event in self.server.stream(request.route, request.body, REQUEST_TIMEOUT_S):
+                for event in self.server.stream(request.route, request.body, self.launch.request_timeout):
                     if job.cancelled.is_set():
                         return  # closing the stream makes vLLM abort the request
                     yield event
             else:
-                yield self.server.request(request.method, request.route, request.body, REQUEST_TIMEOUT_S)
+                yield self.server.request(request.method, request.route, request.body, self.launch.request_timeout)
         except EngineResponseError as exc:
             if 400 <= exc.status < 500:
                 raise JobError(f"vLLM refused the request (HTTP {exc.status}): {exc.message}") from None
