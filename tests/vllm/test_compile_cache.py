@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 from pathlib import Path
 
@@ -94,3 +95,15 @@ def test_a_worker_killed_mid_publish_leaves_only_an_incoming_folder_that_readers
     reader = _cache(tmp_path, "w2")
     assert reader.prepare() is False
     assert not (Path(reader.environment()["VLLM_CACHE_ROOT"]) / "part").exists()
+
+
+def test_a_reuse_marks_the_entry_used_now_and_a_deleted_entry_costs_only_a_compile(tmp_path: Path) -> None:
+    first = _cache(tmp_path, "w1")
+    first.prepare()
+    _compile(first, {"VLLM_CACHE_ROOT/index.py": "graph"})
+    first.publish()
+    os.utime(first.shared, (1_000_000, 1_000_000))
+    assert _cache(tmp_path, "w2").prepare() is True
+    assert first.shared.stat().st_mtime > 1_000_000
+    shutil.rmtree(first.shared)  # what `volcache prune` may do at any time
+    assert _cache(tmp_path, "w3").prepare() is False

@@ -17,7 +17,10 @@ seeded from the shared entry when there is one. Once the warm-up has compiled ev
 worker that found no entry publishes its folder: it writes `.incoming-<key>-<id>` and renames it
 to `<key>`. A rename is atomic and fails onto a folder that is not empty, so the first complete
 entry wins, a reader sees a whole entry or none, and a worker killed mid-publish leaves only an
-`.incoming-*` folder (which `volcache prune` may delete once it is old). Nothing here is a weight.
+`.incoming-*` folder (which `volcache prune` may delete once it is old). A worker reads the entry
+only while it starts, so deleting one never breaks a running worker (one starting then compiles);
+a reuse sets the entry's mtime, for least-recently-used pruning. Nothing here is a weight: vLLM
+saves its graphs with every tensor on the meta device.
 """
 
 from __future__ import annotations
@@ -85,6 +88,8 @@ class CompileCache:
                 log.warning("volcache: compile cache %s unreadable (%s); compiling afresh", self.shared, exc)
                 shutil.rmtree(self.local, ignore_errors=True)
             else:
+                with contextlib.suppress(OSError):  # the entry's mtime says when it was last used (prune's LRU)
+                    os.utime(self.shared)
                 log.info("volcache: compile cache %s reused", self.key)
                 return True
         for sub in CACHE_VARIABLES.values():
