@@ -8,6 +8,8 @@ process is: stopping the server must stop both.
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import sys
 import textwrap
 import time
@@ -55,6 +57,19 @@ FAKE_SERVE = textwrap.dedent(
                 self._send(200, json.dumps({"echo": body}))
     time.sleep(float(os.environ.get("FAKE_DELAY", "0")))
     http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
+    """
+)
+
+
+KILLED_WORKER = textwrap.dedent(
+    """
+    import os, sys, time
+    from volcache.worker.tasks._vllm_server import VllmServer, free_port
+    port = free_port()
+    server = VllmServer([sys.executable, sys.argv[1], str(port)], dict(os.environ), port)
+    server.wait_ready(30)
+    print(server.proc.pid, flush=True)
+    time.sleep(600)
     """
 )
 
@@ -215,6 +230,24 @@ def test_the_child_serves_json_streams_and_errors_then_stops_with_its_group(fake
         time.sleep(0.1)
     assert _group_gone(server.proc.pid), "the child's grandchild outlived stop()"
     server.stop()  # idempotent
+
+
+def test_a_worker_killed_outright_takes_the_childs_whole_group_with_it(fake_serve: Path) -> None:
+    """SIGKILL runs no clean-up: the kernel signals the guard, which ends the child and its grandchild."""
+    worker = subprocess.Popen([sys.executable, "-c", KILLED_WORKER, str(fake_serve)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert worker.stdout is not None
+        group = int(worker.stdout.readline())
+        assert not _group_gone(group)
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait(timeout=10)
+        deadline = time.monotonic() + 20
+        while not _group_gone(group) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _group_gone(group), "the child's process group outlived the killed worker"
+    finally:
+        if worker.poll() is None:
+            worker.kill()
 
 
 def test_a_client_error_is_a_job_error_and_the_task_keeps_serving(fake_serve: Path) -> None:

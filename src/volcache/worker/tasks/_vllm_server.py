@@ -1,10 +1,11 @@
 """The `vllm serve` child process: started on the loopback, waited for, spoken to over HTTP, never outliving us.
 
-The child runs in its own process group, so one signal reaches it and the engine processes it
-spawns. It dies with the worker however the worker ends: `stop()` runs at exit (atexit, and
-SIGTERM is turned into an exit where nobody else handles it), and the kernel sends the child
-SIGKILL if the thread that started it dies without cleaning up (`PR_SET_PDEATHSIG`, Linux), e.g.
-when the worker is killed with SIGKILL.
+The command runs under `_child_guard.py`, the leader of its own process group, so one signal
+reaches `vllm serve` and the engine processes it spawns. It dies with the worker however the
+worker ends: `stop()` runs at exit (atexit, and SIGTERM is turned into an exit where nobody else
+handles it), and when the worker is killed outright (SIGKILL, no clean-up) the kernel signals the
+guard (`PR_SET_PDEATHSIG`, Linux), which ends the whole group. The kernel's signal alone would
+reach `vllm serve` only: its engine processes survived it in a test.
 
 Requests use the standard library's `http.client`, one connection per request: each job runs
 in its own thread, and a blocking client is what the task interface runs there.
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import ctypes
 import http.client
 import json
 import logging
@@ -22,9 +22,11 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -33,8 +35,8 @@ from ..._errors import VolcacheError
 log = logging.getLogger("volcache.worker")
 
 HOST = "127.0.0.1"
-_PR_SET_PDEATHSIG = 1
-_STOP_GRACE_S = 10.0
+GUARD = Path(__file__).with_name("_child_guard.py")
+_STOP_GRACE_S = 15.0  # longer than the guard's own grace
 
 
 class EngineStartError(VolcacheError, RuntimeError):
@@ -57,11 +59,6 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    with contextlib.suppress(Exception):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
 class VllmServer:
     """One `vllm serve` child on `127.0.0.1:port`."""
 
@@ -70,9 +67,9 @@ class VllmServer:
         self.port = port
         self._stopped = threading.Event()
         log.info("volcache: starting %s", " ".join(self.command))
-        self.proc = subprocess.Popen(  # its output is the worker's: vLLM's log lines land in the worker log
-            self.command, env=dict(env), start_new_session=True, preexec_fn=_die_with_parent
-        )
+        guarded = [sys.executable, str(GUARD), str(os.getpid()), "--", *self.command]
+        # Its output is the worker's: vLLM's log lines land in the worker log.
+        self.proc = subprocess.Popen(guarded, env=dict(env), start_new_session=True)
         atexit.register(self.stop)
         _exit_on_sigterm()
 
