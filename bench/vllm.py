@@ -181,7 +181,7 @@ def _free_port() -> int:
 
 # -- vLLM's weight loading on the simulated network volume ----------------------------------------
 # vLLM's `--safetensors-load-strategy` values, and volcache's: its parallel prefetch into the page
-# cache (`volcache._loading`), then vLLM's lazy (memory-mapped) load, which is what the vLLM engine
+# cache (`volcache.store.loading`), then vLLM's lazy (memory-mapped) load, which is what the vLLM engine
 # passes when the worker's strategy is `prefetch`.
 LOADS = {
     "default": "vLLM's default (auto: lazy mmap on FUSE, prefetch only on NFS/Lustre)",
@@ -198,7 +198,7 @@ from vllm.model_executor.model_loader.weight_utils import safetensors_weights_it
 load, files = sys.argv[1], sys.argv[2:]
 began = time.perf_counter()
 if load == "volcache":
-    from volcache._loading import start_prefetch
+    from volcache.store.loading import start_prefetch
     start_prefetch(Path(files[0]).parent, "prefetch").wait()
 strategy = {"default": None, "volcache": "lazy"}.get(load, load)
 total = 0

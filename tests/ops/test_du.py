@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.ops.conftest import Deployment, invoke
-from volcache._ops.du import default_locations, measure
+from volcache.ops.du import default_locations, measure
 
 
 def _du(d: Deployment, container: Path, *paths: str) -> dict[str, Any]:
