@@ -300,3 +300,10 @@ def test_worker_vllms_timeouts_and_port_are_used(tmp_path: Path) -> None:
     launch = EngineLaunch.plan(settings, tmp_path, "cpu", "mmap")
     assert (launch.startup_timeout, launch.request_timeout, launch.port) == (60.0, 5.0, 18555)
     assert launch.command[launch.command.index("--port") + 1] == "18555"
+
+
+def test_max_concurrency_is_runpods_concurrency_for_the_vllm_engine() -> None:
+    assert fake_task().concurrency == 30  # worker-vllm's default
+    assert fake_task({"MAX_CONCURRENCY": "8"}).concurrency == 8
+    with pytest.raises(ConfigError, match="MAX_CONCURRENCY='lots' is not a number"):
+        fake_task({"MAX_CONCURRENCY": "lots"})
