@@ -178,9 +178,11 @@ def test_the_launch_serves_the_snapshot_under_the_served_name_with_caches_on_the
     assert launch.cache.shared.parent == tmp_path / "volume" / "models" / "compile"
     assert Path(launch.env["VLLM_CACHE_ROOT"]).is_relative_to(tmp_path / "eph")
     assert launch.env["HF_HUB_OFFLINE"] == "1"
-    # Another port, same engine arguments: the same compile cache.
-    other = EngineLaunch.plan(settings, snapshot, "cpu", "read")
-    assert other.cache.key == launch.cache.key
+    # Another port or load strategy (it follows the page cache), same engine arguments: the same compile cache.
+    other = EngineLaunch.plan(settings, snapshot, "cpu", "mmap")
+    assert other.port != launch.port and other.cache.key == launch.cache.key
+    longer = make_settings(tmp_path / "volume", MODEL_NAME="org/model", MAX_MODEL_LEN="8192")
+    assert EngineLaunch.plan(longer, snapshot, "cpu", "read").cache.key != launch.cache.key
 
 
 def test_served_name_and_a_foreign_tokenizer(tmp_path: Path) -> None:

@@ -116,8 +116,9 @@ class EngineLaunch:
         port = _port(env.get("VLLM_PORT", ""))
         load = LOAD_STRATEGIES.get(strategy)
         args = _vllm_args.serve_command(env, snapshot=snapshot, served_name=served, port=port, load_strategy=load)
-        # The key hashes the arguments that shape the compiled graph, not the port.
-        shape = [a for a in args if a != str(port)]
+        # The key hashes what shapes the compiled graph: the model and the environment's engine flags;
+        # never the port or the load strategy (which follows the page cache, so it differs between starts).
+        shape = [str(snapshot), *_vllm_args.engine_arguments(env)]
         cache = CompileCache.at(settings.home, settings.ephemeral, cache_key(versions(), accelerator(device), shape))
         command = [sys.executable, "-m", "vllm.entrypoints.cli.main", "serve", *args]
         startup = _seconds(env, "VLLM_STARTUP_TIMEOUT", STARTUP_TIMEOUT_S)
