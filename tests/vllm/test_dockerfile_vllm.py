@@ -1,4 +1,4 @@
-"""Dockerfile.vllm, checked without Docker as tests/worker checks Dockerfile.runpod: on vLLM's image,
+"""Dockerfile.vllm, checked without Docker as tests/worker checks the root Dockerfile: on vLLM's image,
 the caches on the volume, nothing written under the mount point, the worker (not `vllm serve`) as the command."""
 
 from __future__ import annotations
@@ -6,7 +6,8 @@ from __future__ import annotations
 import re
 
 from tests.conftest import REPO_ROOT
-from tests.worker.test_dockerfile import DOWNLOADS, MOUNT, env_pairs, parse
+from tests.deploy._image import env_pairs, parse
+from tests.worker.test_dockerfile import DOWNLOADS, MOUNT
 
 DOCKERFILE = REPO_ROOT / "Dockerfile.vllm"
 
