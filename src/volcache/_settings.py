@@ -156,6 +156,11 @@ class WorkerSettings:
     max_steps: int = 100
     max_images: int = 4
     bucket: Bucket | None = dataclasses.field(default=None, repr=False)
+    # -- engines (issue 15): which engine runs text generation, and worker-vllm's own variables --
+    engine: str | None = None  # MODEL_ENGINE: "vllm" | "transformers"; None: vLLM where installed and a GPU is visible
+    max_concurrency: int | None = None  # MAX_CONCURRENCY (worker-vllm's name): jobs at once on the vLLM engine
+    # Every upper-case variable as read, for an engine that maps variables to its flags by name (worker-vllm's rule).
+    engine_env: tuple[tuple[str, str], ...] = dataclasses.field(default=(), repr=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -227,6 +232,10 @@ class Settings(WorkerSettings, StoreSettings):
         if variant is not None and not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,31}", variant):
             problems.append(f"MODEL_VARIANT={variant!r} is not a variant name (e.g. MODEL_VARIANT=fp16).")
             variant = None
+        engine = get("MODEL_ENGINE", "").lower() or None
+        if engine not in (None, "vllm", "transformers"):
+            problems.append(f"MODEL_ENGINE={engine!r} is not one of vllm, transformers.")
+            engine = None
         settings = cls(
             volume=volume,
             home=home,
@@ -264,6 +273,9 @@ class Settings(WorkerSettings, StoreSettings):
             debug=flag("VOLCACHE_DEBUG"),
             require_volume=flag("VOLCACHE_REQUIRE_VOLUME"),
             user_home=home_dir,
+            engine=engine,
+            max_concurrency=int(number("MAX_CONCURRENCY", 30, int)) if get("MAX_CONCURRENCY", "") else None,
+            engine_env=tuple(sorted((k, v) for k, v in env.items() if re.fullmatch(r"[A-Z][A-Z0-9_]*", k))),
         )
         problems.extend(_overlap_problems(settings))
         if problems:

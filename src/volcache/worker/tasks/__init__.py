@@ -21,6 +21,7 @@ TASKS: dict[str | tuple[str, str], str] = {
     "text-generation": "volcache.worker.tasks.generation:GenerationTask",
     "text-to-image": "volcache.worker.tasks.images:TextToImageTask",
     "image-to-image": "volcache.worker.tasks.images:ImageToImageTask",
+    ("text-generation", "vllm"): "volcache.worker.tasks.vllm:VllmTask",
 }
 PIPELINE = "volcache.worker.tasks.pipeline:PipelineTask"  # any other transformers pipeline task
 
