@@ -25,10 +25,10 @@ from .base import heavy
 
 log = logging.getLogger("volcache.worker")
 
-# The module types of sentence-transformers' Transformer, Pooling and Normalize, under the names
-# its versions have saved in modules.json (2.x `models.*`, 6.x `base.modules.*` and friends).
+# Module types are sentence-transformers classes, by the names its versions have saved in
+# modules.json (2.x `models.Pooling`, 6.x `sentence_transformer.modules.pooling.Pooling`...): the
+# class name says what the module is.
 _PACKAGE = "sentence_transformers."
-_KINDS = ("Transformer", "Pooling", "Normalize")
 _TRANSFORMER_CONFIGS = (
     "sentence_bert_config.json",
     "sentence_roberta_config.json",
@@ -97,7 +97,7 @@ def plan(snapshot: Path) -> Plan:
 def _kind(module: Any) -> str:
     name = str(module.get("type", "")) if isinstance(module, dict) else ""
     kind = name.rsplit(".", 1)[-1]
-    if not name.startswith(_PACKAGE) or kind not in _KINDS:
+    if not name.startswith(_PACKAGE):
         raise Unsupported(f"module type {name or '?'}")
     return kind
 
@@ -335,8 +335,6 @@ def _encoder(folder: Path, device: str, model_kwargs: Mapping[str, object]) -> t
     transformers = heavy("transformers")
     model = transformers.AutoModel.from_pretrained(str(folder), local_files_only=True, **model_kwargs)
     model.eval()
-    if device != "cpu" and "device_map" not in model_kwargs:
-        model.to(device)
     takes_types = "token_type_ids" in _forward_parameters(model)
     positions = getattr(model.config, "max_position_embeddings", None)
     return Encoder(model, int(model.config.hidden_size), takes_types), positions
