@@ -103,7 +103,8 @@ class BertEncoder:
             split("query"), split("key"), split("value"), attn_mask=keep, scale=1 / math.sqrt(size // heads)
         )
         context = context.transpose(1, 2).reshape(batch, length, size)
-        attended = self._norm(self._linear(context, f"{p}attention.output.dense") + hidden, f"{p}attention.output.LayerNorm")
+        attended = self._linear(context, f"{p}attention.output.dense") + hidden
+        attended = self._norm(attended, f"{p}attention.output.LayerNorm")
         inner = self._act(self._linear(attended, f"{p}intermediate.dense"))
         return self._norm(self._linear(inner, f"{p}output.dense") + attended, f"{p}output.LayerNorm")
 

@@ -85,7 +85,7 @@ def plan(snapshot: Path) -> Plan:
     _check_prompts(snapshot)
     folder = _inside(snapshot, str(modules[0].get("path") or ""))
     config = _transformer_config(folder)
-    pooling = _pooling_modes(_json(_inside(snapshot, str(modules[1].get("path") or "")) / "config.json"))
+    pooling = _pooling_modes(_object(_inside(snapshot, str(modules[1].get("path") or "")) / "config.json"))
     if not (folder / "tokenizer.json").is_file():
         raise Unsupported("no tokenizer.json (a slow tokenizer)")
     max_seq_length = config.get("max_seq_length")
@@ -106,7 +106,7 @@ def _check_prompts(snapshot: Path) -> None:
     path = snapshot / "config_sentence_transformers.json"
     if not path.is_file():
         return
-    config = _json(path)
+    config = _object(path)
     if config.get("default_prompt_name"):
         raise Unsupported(f"a default prompt ({config['default_prompt_name']})")
     if config.get("truncate_dim"):
@@ -114,12 +114,11 @@ def _check_prompts(snapshot: Path) -> None:
 
 
 def _transformer_config(folder: Path) -> dict[str, Any]:
+    config: dict[str, Any] = {}
     for name in _TRANSFORMER_CONFIGS:
         if (folder / name).is_file():
-            config = _json(folder / name)
+            config = _object(folder / name)
             break
-    else:
-        config = {}
     for key, value in config.items():
         if key in ("max_seq_length", "do_lower_case"):
             continue
@@ -150,6 +149,13 @@ def _inside(snapshot: Path, relative: str) -> Path:
     if relative.startswith("/") or ".." in Path(relative).parts:
         raise Unsupported(f"module path {relative!r} leaves the snapshot")
     return folder
+
+
+def _object(path: Path) -> dict[str, Any]:
+    value = _json(path)
+    if not isinstance(value, dict):
+        raise Unsupported(f"{path.name} is not a JSON object")
+    return value
 
 
 def _json(path: Path) -> Any:
@@ -205,7 +211,7 @@ def _pad_token(folder: Path, tok: Any) -> tuple[int, str]:
     name: Any = None
     for file in ("tokenizer_config.json", "special_tokens_map.json"):
         if (folder / file).is_file():
-            name = _json(folder / file).get("pad_token")
+            name = _object(folder / file).get("pad_token")
             if isinstance(name, dict):
                 name = name.get("content")
             if name:
@@ -344,7 +350,7 @@ def _model_max_length(folder: Path, positions: int | None) -> int:
     """sentence-transformers' rule without `max_seq_length`: the tokenizer's limit, capped at the positions."""
     limit: Any = None
     if (folder / "tokenizer_config.json").is_file():
-        limit = _json(folder / "tokenizer_config.json").get("model_max_length")
+        limit = _object(folder / "tokenizer_config.json").get("model_max_length")
     candidates = [int(v) for v in (limit, positions) if isinstance(v, int | float) and 0 < v < 1e9]
     if not candidates:
         raise Unsupported("no maximum sequence length")
