@@ -10,7 +10,7 @@ from `prepare()`), `load_s` splits the load (import: the task's libraries; const
 model, its weights read and placed on the device; device_sync on a GPU: the copies still in
 flight; prefetch_wait), `imports_s` times each heavy library's first import (torch, tokenizers,
 transformers, ... each without what an earlier one imported, so they add up), `prefetch` says what
-the background read did (bytes, seconds, threads, how), and `since_process_start_s` adds the
+the background read did (bytes, seconds, threads), and `since_process_start_s` adds the
 interpreter's own start-up, as a user waits for it.
 """
 
@@ -77,7 +77,7 @@ class StartupReport:
     stale_bytes_freed: int = 0
     load_split: Mapping[str, float] = dataclasses.field(default_factory=dict)  # import, construct, prefetch_wait
     imports: Mapping[str, float] = dataclasses.field(default_factory=dict)  # library -> seconds of its first import
-    prefetch: Mapping[str, float] | None = None  # bytes, seconds, threads of the background read
+    prefetch: Mapping[str, object] | None = None  # bytes, seconds, threads of the background read
     since_process_start: float | None = None  # seconds from the process's start to the end of warm-up
 
     def as_dict(self) -> dict[str, Any]:
@@ -268,10 +268,14 @@ def _printing(handler: Callable[[Any], Awaitable[Any]]) -> Callable[[Any], Await
 
 
 # -- timing facts ---------------------------------------------------------------------------------
-def _prefetch_facts(prefetch: Prefetch | None) -> dict[str, float] | None:
+def _prefetch_facts(prefetch: Prefetch | None) -> dict[str, object] | None:
     if prefetch is None:
         return None
-    return {"bytes": prefetch.bytes_read, "seconds": round(prefetch.seconds, 3), "threads": prefetch.threads}
+    return {
+        "bytes": prefetch.bytes_read,
+        "seconds": round(prefetch.seconds, 3),
+        "threads": prefetch.threads,
+    }
 
 
 def process_age() -> float | None:
