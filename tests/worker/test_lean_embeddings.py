@@ -20,8 +20,6 @@ import pytest
 
 from tests.conftest import subprocess_env
 from volcache.worker.tasks import _lean_embeddings as lean
-from volcache.worker.tasks._placement import placement_kwargs
-from volcache.worker.tasks.pipeline import pipeline_placement
 
 TEXTS = [
     "A man is eating food.",
@@ -228,15 +226,3 @@ def test_plan_needs_a_fast_tokenizer(tmp_path: Path) -> None:
     (folder / "tokenizer.json").unlink()
     with pytest.raises(lean.Unsupported, match=r"tokenizer\.json"):
         lean.plan(folder)
-
-
-# -- placement: straight onto the device ---------------------------------------------------------
-def test_placement_on_cuda_maps_the_device_and_keeps_the_checkpoint_dtype() -> None:
-    assert placement_kwargs("cuda") == {"device_map": "cuda", "dtype": "auto"}
-    assert placement_kwargs("cuda:1") == {"device_map": "cuda:1", "dtype": "auto"}
-
-
-def test_placement_on_cpu_asks_for_nothing() -> None:
-    assert placement_kwargs("cpu") == {}
-    assert pipeline_placement("cpu") == {"device": "cpu"}
-    assert pipeline_placement("cuda") == {"device_map": "cuda", "dtype": "auto"}
