@@ -79,7 +79,7 @@ def _rss_anon() -> int:
 
 
 def floor(snapshot: Path, threads: int) -> None:
-    from volcache._loading import Prefetch, weight_files
+    from volcache.store.loading import Prefetch, weight_files
 
     began = time.perf_counter()
     import sentence_transformers
@@ -109,7 +109,7 @@ def floor(snapshot: Path, threads: int) -> None:
 
 
 def read(files: list[Path], threads: int, chunk: int) -> None:
-    from volcache._loading import Prefetch
+    from volcache.store.loading import Prefetch
 
     began = time.perf_counter()
     prefetch = Prefetch(files, threads=threads, chunk=chunk).start().wait()
@@ -128,7 +128,7 @@ def to_device(files: list[Path], threads: int, device: str) -> None:
 
     import torch
 
-    from volcache._loading import Prefetch
+    from volcache.store.loading import Prefetch
 
     torch.zeros(1, device=device)  # the device's context is up before the clock starts
     _sync(device)
@@ -158,7 +158,7 @@ def load(snapshot: Path, strategy: str, warm: Path, task: str, device: str = "cp
     import torch
 
     from volcache import Settings
-    from volcache._loading import Prefetch, weight_files
+    from volcache.store.loading import Prefetch, weight_files
     from volcache.worker._load import load_model
 
     wait_first = strategy == "prefetch-wait"

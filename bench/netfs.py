@@ -110,7 +110,7 @@ def _fuse_counts(stats: Path) -> dict[str, int]:
 
 
 def _weights(snapshot: Path) -> list[Path]:
-    from volcache._loading import weight_files
+    from volcache.store.loading import weight_files
 
     return weight_files(snapshot)
 
@@ -156,7 +156,7 @@ def run(
         results: dict[str, Any] = {"model_bytes": model_bytes, "volume": dataclasses.asdict(volume)}
         with mounted(backing, work / "mnt", volume, work) as stats:
             snapshot = work / "mnt" / local_snapshot.relative_to(backing)
-            from volcache._loading import choose_strategy
+            from volcache.store.loading import choose_strategy
 
             results["auto_on_fuse"] = choose_strategy("auto", snapshot)
             backing_files = _weights(local_snapshot)

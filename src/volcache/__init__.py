@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from ._cleanup import CleanupReport, remove_stale_caches
 from ._errors import (
     CleanupRefused,
     ConfigError,
+    HostileAnswer,
+    HubUnavailable,
     InsufficientSpace,
     IntegrityError,
+    InvalidModelId,
+    LeaseLost,
     LeaseTimeout,
     ModelNotFound,
     OfflineMiss,
@@ -16,32 +19,53 @@ from ._errors import (
     SymlinksUnsupported,
     UnsafeRepoPath,
     VolcacheError,
+    VolumeIOError,
+    VolumeNotMounted,
+    one_line,
 )
-from ._pin import Pinned, pin
-from ._record import CompletionRecord
-from ._settings import Settings
-from ._store import ModelStore, Preflight, Resolution
+from ._settings import Settings, StoreSettings, WorkerSettings
+from .store import (
+    CleanupReport,
+    CompletionRecord,
+    Held,
+    ModelStore,
+    Preflight,
+    Resolution,
+    pin,
+    protected_locations,
+    remove_stale_caches,
+)
 
 __all__ = [
     "CleanupRefused",
     "CleanupReport",
     "CompletionRecord",
     "ConfigError",
+    "Held",
+    "HostileAnswer",
+    "HubUnavailable",
     "InsufficientSpace",
     "IntegrityError",
+    "InvalidModelId",
+    "LeaseLost",
     "LeaseTimeout",
     "ModelNotFound",
     "ModelStore",
     "OfflineMiss",
     "PinError",
-    "Pinned",
     "Preflight",
     "Resolution",
     "Settings",
     "StoreError",
+    "StoreSettings",
     "SymlinksUnsupported",
     "UnsafeRepoPath",
     "VolcacheError",
+    "VolumeIOError",
+    "VolumeNotMounted",
+    "WorkerSettings",
+    "one_line",
     "pin",
+    "protected_locations",
     "remove_stale_caches",
 ]

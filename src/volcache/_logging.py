@@ -3,30 +3,35 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import sys
 from collections.abc import Iterator
 
-from ._errors import ConfigError, VolcacheError
-from ._settings import Settings
+from ._errors import VolcacheError, one_line
+
+
+@dataclasses.dataclass
+class ErrorBoundary:
+    """What the boundary knows: `debug` is set by whoever reads the settings (they are read once)."""
+
+    debug: bool = False
 
 
 @contextlib.contextmanager
-def errors_as_one_line() -> Iterator[None]:
-    """Turn volcache's errors into `volcache: error: ...` on stderr and exit status 1.
+def errors_as_one_line(debug: bool = False) -> Iterator[ErrorBoundary]:
+    """Turn volcache's errors into `volcache: error: ...` (built by `one_line`) on stderr and exit status 1.
 
-    With VOLCACHE_DEBUG=1 the exception propagates with its traceback instead.
+    With `boundary.debug` set (from `Settings.debug`, VOLCACHE_DEBUG=1) the exception propagates
+    with its traceback instead. The environment is not read here.
     """
+    boundary = ErrorBoundary(debug)
     try:
-        yield
+        yield boundary
     except VolcacheError as exc:
-        try:
-            debug = Settings.from_env().debug
-        except ConfigError:
-            debug = False
-        if debug:
+        if boundary.debug:
             raise
-        print(f"volcache: error: {exc}", file=sys.stderr, flush=True)
+        print(f"volcache: error: {one_line(exc)}", file=sys.stderr, flush=True)
         sys.exit(1)
 
 

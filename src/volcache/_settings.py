@@ -57,36 +57,34 @@ def format_bytes(n: int | float) -> str:
 
 
 @dataclasses.dataclass(frozen=True)
-class Settings:
-    """volcache's configuration. Build it with `Settings.from_env()`."""
+class StoreSettings:
+    """What the model store and the volume tools need: where the caches are, which model, how to download.
 
+    `ModelStore`, `pin()`, cleanup and the `ops` take this type; they never read the environment.
+    """
+
+    # -- the volume and its caches --
     volume: Path = Path("/runpod-volume")
     home: Path = Path("/runpod-volume/models")
     runpod_cache: Path = Path("/runpod-volume/huggingface-cache/hub")
     extra_caches: tuple[Path, ...] = ()
     ephemeral: Path = Path("/tmp/volcache")
+    stale_caches: tuple[Path, ...] = ()
+    require_volume: bool = False  # VOLCACHE_REQUIRE_VOLUME: refuse to start when the volume is not mounted
+    user_home: Path | None = None  # $HOME: stale-cache cleanup never deletes it (or what contains it)
+    # -- the model --
     model: str = DEFAULT_MODEL
     revision: str = "main"
-    task: str | None = None
-    stale_caches: tuple[Path, ...] = ()
+    include: tuple[str, ...] = ()
+    # -- downloading --
     lease_timeout: float = 120.0
     lease_max_wait: float = 3600.0
     free_margin: int = 1024**3
-    include: tuple[str, ...] = ()
     offline: bool = False
-    load: LoadStrategy = "auto"
-    concurrency: int = 1
-    max_batch: int = 64
-    max_input_chars: int = 32_768
-    max_new_tokens: int = 512
-    device: str = "auto"  # worker: "auto" (cuda when available), "cpu", "cuda", "cuda:1", ...
-    served_model_name: str | None = None  # worker: the model name OpenAI routes report (default MODEL_NAME)
-    runpod_job_queue: bool = False  # worker: RUNPOD_WEBHOOK_GET_JOB is set, jobs come from RunPod's queue
-    runpod_realtime: bool = False  # worker: RUNPOD_REALTIME_PORT is set, RunPod's realtime API
-    log_level: str = "INFO"
     endpoint: str | None = None
     hf_token: str | None = dataclasses.field(default=None, repr=False)
-    debug: bool = False
+    # -- loading (the store picks the read strategy for the snapshot it returns) --
+    load: LoadStrategy = "auto"
 
     @property
     def readonly_caches(self) -> tuple[Path, ...]:
@@ -114,6 +112,32 @@ class Settings:
         """volcache's own records, beside the Hub layout (`hf cache` would flag a stranger inside it)."""
         return self.home / ".volcache"
 
+
+@dataclasses.dataclass(frozen=True)
+class WorkerSettings:
+    """What only the RunPod worker needs: the task, the job limits, the device, RunPod's queue flags."""
+
+    task: str | None = None
+    concurrency: int = 1
+    max_batch: int = 64
+    max_input_chars: int = 32_768
+    max_new_tokens: int = 512
+    device: str = "auto"  # "auto" (cuda when available), "cpu", "cuda", "cuda:1", ...
+    served_model_name: str | None = None  # the model name OpenAI routes report (default MODEL_NAME)
+    runpod_job_queue: bool = False  # RUNPOD_WEBHOOK_GET_JOB is set, jobs come from RunPod's queue
+    runpod_realtime: bool = False  # RUNPOD_REALTIME_PORT is set, RunPod's realtime API
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings(WorkerSettings, StoreSettings):
+    """volcache's whole configuration: the store's part and the worker's. Build it with `Settings.from_env()`.
+
+    A `Settings` is a `StoreSettings` (pass it to the store as it is) and a `WorkerSettings`.
+    """
+
+    log_level: str = "INFO"
+    debug: bool = False
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Read the settings from `env` (default: the process environment)."""
@@ -123,6 +147,9 @@ class Settings:
         def get(name: str, default: str) -> str:
             value = env.get(name, "").strip()
             return value or default
+
+        def flag(name: str) -> bool:
+            return get(name, "0").lower() in ("1", "true", "yes", "on")
 
         def number(name: str, default: float, parse: type[int] | type[float] = float) -> float:
             raw = get(name, str(default))
@@ -170,7 +197,7 @@ class Settings:
             lease_max_wait=number("VOLCACHE_LEASE_MAX_WAIT", 3600.0),
             free_margin=size("VOLCACHE_FREE_MARGIN", "1GiB"),
             include=include,
-            offline=get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on"),
+            offline=flag("HF_HUB_OFFLINE"),
             load=load,  # type: ignore[arg-type]
             concurrency=int(number("VOLCACHE_CONCURRENCY", 1, int)),
             max_batch=int(number("VOLCACHE_MAX_BATCH", 64, int)),
@@ -184,8 +211,26 @@ class Settings:
             extra_caches=tuple(Path(p) for p in get("VOLCACHE_EXTRA_CACHES", "").split(",") if p.strip()),
             endpoint=get("HF_ENDPOINT", "") or None,
             hf_token=get("HF_TOKEN", "") or get("HUGGING_FACE_HUB_TOKEN", "") or None,
-            debug=get("VOLCACHE_DEBUG", "0").lower() in ("1", "true", "yes", "on"),
+            debug=flag("VOLCACHE_DEBUG"),
+            require_volume=flag("VOLCACHE_REQUIRE_VOLUME"),
+            user_home=home_dir,
         )
+        problems.extend(_overlap_problems(settings))
         if problems:
             raise ConfigError("Invalid configuration: " + " ".join(problems))
         return settings
+
+
+def _overlap_problems(s: StoreSettings) -> list[str]:
+    """The hub cache may not overlap a read-only cache: an incomplete download would be served as complete (I2)."""
+    hub = Path(os.path.realpath(s.hub_cache))
+    problems = []
+    for cache in s.readonly_caches:
+        ro = Path(os.path.realpath(cache))
+        if hub == ro or ro in hub.parents or hub in ro.parents:
+            problems.append(
+                f"the hub cache {s.hub_cache} overlaps the read-only cache {cache}: volcache would serve its own "
+                "unfinished downloads as read-only models. "
+                "Set VOLCACHE_HOME outside it (default $VOLCACHE_VOLUME/models)."
+            )
+    return problems

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from tests.conftest import make_settings
-from volcache import _loading
-from volcache._loading import Prefetch, start_prefetch, weight_files
+from volcache.store import loading as _loading
+from volcache.store.loading import Prefetch, start_prefetch, weight_files
 from volcache.worker import _load
 from volcache.worker._startup import process_age
 from volcache.worker.tasks import embeddings

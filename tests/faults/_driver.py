@@ -43,7 +43,11 @@ def _pause(marker: Path, phase: str) -> None:
 
 
 def _install_pause(phase: str, marker: Path) -> None:
-    from volcache import _lease, _record, _store
+    from volcache.store import hub as _hub
+    from volcache.store import layout as _layout
+    from volcache.store import lease as _lease
+    from volcache.store import record as _record
+    from volcache.store import store as _store
 
     if phase == "lease":
         original_locked = _store.ModelStore._download_locked
@@ -54,18 +58,18 @@ def _install_pause(phase: str, marker: Path) -> None:
 
         _store.ModelStore._download_locked = download_locked  # type: ignore[method-assign]
     elif phase == "verify":
-        original_verify = _store.ModelStore._verify_file
+        original_check = _hub.check_file
 
-        def verify(self: Any, model: str, commit: str, f: Any, path: Path) -> Any:
+        def check_file(path: Path, f: Any, *args: Any, **kwargs: Any) -> Any:
             if f.path.endswith(".safetensors"):  # a weight file, the one that matters
                 _pause(marker, phase)
-            return original_verify(self, model, commit, f, path)
+            return original_check(path, f, *args, **kwargs)
 
-        _store.ModelStore._verify_file = verify  # type: ignore[method-assign]
+        _hub.check_file = check_file
     elif phase == "record":
 
         class _Os:
-            """`os` for volcache._record only: pause before the record's rename."""
+            """`os` for volcache.store.record only: pause before the record's rename."""
 
             def __getattr__(self, name: str) -> Any:
                 return getattr(os, name)
@@ -77,13 +81,13 @@ def _install_pause(phase: str, marker: Path) -> None:
 
         setattr(_record, "os", _Os())  # noqa: B010 - this module's `os` only
     elif phase == "ref":
-        original_ref = _store._write_ref
+        original_ref = _layout.RepoFolder.write_ref
 
         def write_ref(*args: Any, **kwargs: Any) -> None:
             _pause(marker, phase)
             original_ref(*args, **kwargs)
 
-        _store._write_ref = write_ref
+        _layout.RepoFolder.write_ref = write_ref  # type: ignore[method-assign]
     elif phase == "release":
         original_release = _lease.Lease.release
 
@@ -127,7 +131,7 @@ def main() -> None:
         fcntl.flock = lambda *a, **k: None
         fcntl.lockf = lambda *a, **k: None
     if opts.wait_log_interval is not None:
-        from volcache import _lease
+        from volcache.store import lease as _lease
 
         _lease.WAIT_LOG_INTERVAL = opts.wait_log_interval
     if opts.pause_at:

@@ -82,7 +82,7 @@ def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     import huggingface_hub.file_download
     import huggingface_hub.utils._http
 
-    from volcache import _store
+    from volcache.store import hub as _hub
 
-    for module in (_store, huggingface_hub.file_download, huggingface_hub.utils._http):
+    for module in (_hub, huggingface_hub.file_download, huggingface_hub.utils._http):
         monkeypatch.setattr(module, "time", _FastTime())

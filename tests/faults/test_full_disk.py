@@ -34,7 +34,7 @@ from tests.faults._support import (
     weight_bytes,
 )
 from volcache import InsufficientSpace, ModelStore
-from volcache._record import CompletionRecord, write_record
+from volcache.store.record import CompletionRecord, write_record
 from volcache.testing import Faults, HubEmulator, write_random_repo
 
 pytestmark = pytest.mark.faults
@@ -162,7 +162,7 @@ def _fill_during_download(volume: Path, root: Path, trial: Trial, *, worker: boo
 def test_disk_full_when_the_record_is_written(
     tmpfs_volume: Path, hub: HubEmulator, trial_log: TrialLog, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from volcache import _store
+    from volcache.store import store as _store
 
     with trial_log.trial("disk full when the completion record is written") as trial:
         store = ModelStore(make_settings(tmpfs_volume, HF_ENDPOINT=hub.url))

@@ -52,8 +52,9 @@ from tests.faults._support import (
     weight_bytes,
 )
 from tests.faults.conftest import BANDWIDTH, SHARDED
-from volcache import ModelStore, _store
-from volcache._lease import read_holder
+from volcache import ModelStore
+from volcache.store import store as _store
+from volcache.store.lease import read_holder
 from volcache.testing import Faults, HubEmulator
 
 pytestmark = pytest.mark.faults
@@ -205,14 +206,14 @@ def test_partial_files_of_dead_downloaders_are_removed_under_the_lease(
         for partial in dead:
             partial.write_bytes(b"\0" * 10_000)
         seen: list[tuple[int | None, bool]] = []
-        real_remove = _store._remove_incomplete
+        real_remove = _store.remove_stale_staging
 
         def remove(repo: Path) -> None:
             holder = read_holder(store.lease_path("org/tiny"))
             seen.append((holder.pid if holder else None, all(p.exists() for p in dead)))
             real_remove(repo)
 
-        monkeypatch.setattr(_store, "_remove_incomplete", remove)
+        monkeypatch.setattr(_store, "remove_stale_staging", remove)
         store.resolve("org/tiny")
         assert seen and seen[0] == (os.getpid(), True), f"removal ran without holding the lease: {seen}"
         assert incomplete_files(volume) == []

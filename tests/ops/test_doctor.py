@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import run_cli, subprocess_env
 from tests.ops.conftest import Deployment, invoke
-from volcache._ops.doctor import DoctorContext, Probe, run_doctor
+from volcache.ops.doctor import DoctorContext, Probe, run_doctor
 
 FAST = ("--skip", "gpu", "--skip", "cache-paths")
 
@@ -100,7 +100,7 @@ def test_flock_probe_states_the_lease_does_not_depend_on_it(deployment: Deployme
 def test_missing_volume_fails_and_a_crashing_probe_is_a_warning(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from volcache._ops import doctor
+    from volcache.ops import doctor
 
     def boom(ctx: DoctorContext) -> list[Probe]:
         raise RuntimeError("boom")
@@ -131,7 +131,7 @@ def test_cache_paths_compares_a_fresh_process_with_the_pinned_paths(deployment: 
 
 
 def test_gpu_probe_is_none_without_devices_and_never_fails(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from volcache._ops import doctor
+    from volcache.ops import doctor
 
     ctx = DoctorContext(Deployment(tmp_path, tmp_path, {}).settings())
     monkeypatch.setattr(doctor, "gpu_device_nodes", lambda: [])
@@ -147,6 +147,6 @@ def test_gpu_probe_is_none_without_devices_and_never_fails(monkeypatch: pytest.M
 
 
 def _all_but(name: str) -> list[str]:
-    from volcache._ops.doctor import PROBES
+    from volcache.ops.doctor import PROBES
 
     return [p for p in PROBES if p != name]

@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 from tests.conftest import make_settings
-from volcache._inuse import hold_in_use, inuse_dir, live_users, read_markers
-from volcache._lease import Holder
+from volcache.store import VolumeLayout, hold_in_use, live_users, read_markers
+from volcache.store.lease import Holder
 
 COMMIT = "a" * 40
 
@@ -46,14 +46,14 @@ def test_dead_process_on_this_host_is_not_live_even_when_fresh(volume: Path) -> 
     settings = make_settings(volume)
     child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     dead = dataclasses.replace(Holder.me("loaded"), pid=int(child.stdout))
-    _plant(inuse_dir(settings, "org/a", COMMIT), dead)
+    _plant(VolumeLayout.of(settings).inuse_dir("org/a", COMMIT), dead)
     (marker,) = read_markers(settings, "org/a", COMMIT)
     assert not marker.live and live_users(settings, "org/a", COMMIT) == []
 
 
 def test_other_host_is_live_while_fresh(volume: Path) -> None:
     settings = make_settings(volume, VOLCACHE_LEASE_TIMEOUT="5")
-    folder = inuse_dir(settings, "org/a", COMMIT)
+    folder = VolumeLayout.of(settings).inuse_dir("org/a", COMMIT)
     other = dataclasses.replace(Holder.me("loaded"), host="worker-elsewhere", pid=1)
     _plant(folder, other, age=3)
     assert len(live_users(settings, "org/a", COMMIT)) == 1

@@ -14,10 +14,10 @@ import pytest
 from tests.conftest import make_settings, run_cli, subprocess_env
 from tests.ops.conftest import Deployment, age, invoke
 from volcache import ModelStore
-from volcache._inuse import hold_in_use
-from volcache._inventory import list_snapshots
-from volcache._lease import Lease
-from volcache._ops.prune import execute, plan_prune, used_marker
+from volcache.ops.prune import execute, plan_prune
+from volcache.store import VolumeLayout, scan_volume
+from volcache.store.inuse import hold_in_use
+from volcache.store.lease import Lease
 from volcache.testing import Faults, HubEmulator, write_random_repo
 
 DAY = 86400.0
@@ -28,14 +28,14 @@ def _tree(root: Path) -> list[str]:
 
 
 def _models_left(d: Deployment) -> list[str]:
-    return sorted(i.model for i in list_snapshots(d.settings()) if not i.readonly)
+    return sorted(i.model for i in scan_volume(d.settings()).snapshots if not i.readonly)
 
 
 def _last_used(d: Deployment, **days: float) -> None:
     """Age the used markers: `_last_used(d, a=3)` says org/a was last loaded 3 days ago."""
     for name, ago in days.items():
         model = f"org/{name}"
-        age(used_marker(d.settings(), model, d.commits[model]), ago * DAY)
+        age(VolumeLayout.of(d.settings()).used_marker(model, d.commits[model]), ago * DAY)
 
 
 def _gone(d: Deployment, model: str) -> None:
@@ -43,7 +43,7 @@ def _gone(d: Deployment, model: str) -> None:
     repo = ModelStore(s).repo_dir(model)
     assert not repo.exists(), _tree(repo)  # refs, snapshot, blobs, then the empty folders
     assert not (s.records_dir / "records" / repo.name).exists()
-    assert not used_marker(s, model, d.commits[model]).exists()
+    assert not VolumeLayout.of(s).used_marker(model, d.commits[model]).exists()
 
 
 def test_dry_run_prints_the_plan_lru_first_and_removes_nothing(deployment: Deployment) -> None:
@@ -129,8 +129,8 @@ def test_execute_checks_again_under_the_lease(deployment: Deployment) -> None:
     assert len(plan.evictions) == 3
     lease = Lease(ModelStore(s).lease_path("org/a"), timeout=5, max_wait=1, purpose="download org/a@main")
     with lease, hold_in_use(s, "org/b", deployment.commits["org/b"]):
-        used_marker(s, "org/c", deployment.commits["org/c"]).parent.mkdir(parents=True, exist_ok=True)
-        used_marker(s, "org/c", deployment.commits["org/c"]).touch()
+        VolumeLayout.of(s).used_marker("org/c", deployment.commits["org/c"]).parent.mkdir(parents=True, exist_ok=True)
+        VolumeLayout.of(s).used_marker("org/c", deployment.commits["org/c"]).touch()
         result = execute(s, plan, lease_wait=0.3)
     assert result.removed == () and result.freed_bytes == 0
     reasons = {k.model: k.reason for k in result.skipped}
@@ -177,7 +177,7 @@ def children() -> Iterator[list[subprocess.Popen[str]]]:
 HOLD_IN_USE = """
 import sys, time
 from volcache import Settings
-from volcache._inuse import hold_in_use
+from volcache.store.inuse import hold_in_use
 handle = hold_in_use(Settings.from_env(), sys.argv[1], sys.argv[2])
 print("ready", flush=True)
 time.sleep(120)
@@ -186,7 +186,7 @@ time.sleep(120)
 HOLD_LEASE = """
 import sys, time
 from volcache import ModelStore, Settings
-from volcache._lease import Lease
+from volcache.store.lease import Lease
 s = Settings.from_env()
 Lease(ModelStore(s).lease_path(sys.argv[1]), timeout=s.lease_timeout, max_wait=5, purpose="download").acquire()
 print("ready", flush=True)
@@ -216,7 +216,7 @@ def test_prune_under_contention_removes_only_the_evictable_model(
     repo_d = ModelStore(s).repo_dir("org/d")
 
     def downloading() -> bool:  # config.json is linked, model.safetensors is still arriving
-        return any((repo_d / "blobs").glob("*.incomplete")) and any((repo_d / "snapshots").glob("*/config.json"))
+        return any((repo_d / "blobs").rglob("*.incomplete")) and any((repo_d / "snapshots").glob("*/config.json"))
 
     deadline = time.monotonic() + 30
     while not downloading() and time.monotonic() < deadline:

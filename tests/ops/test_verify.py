@@ -8,7 +8,7 @@ import pytest
 
 from tests.conftest import run_cli, subprocess_env
 from tests.ops.conftest import Deployment, invoke
-from volcache._ops.verify import records_to_verify, verify
+from volcache.ops.verify import records_to_verify, verify
 from volcache.testing import HubEmulator
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from volcache import CleanupRefused, remove_stale_caches
-from volcache._cleanup import check_deletable
+from volcache.store.cleanup import check_deletable
 
 
 def _tree(root: Path) -> None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from volcache import UnsafeRepoPath
-from volcache._files import RemoteFile, check_listing, check_repo_id, select_needed
+from volcache.store.selection import RemoteFile, check_listing, check_repo_id, select_needed
 
 SHA = "a" * 64
 OID = "b" * 40

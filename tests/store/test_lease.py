@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from volcache import LeaseTimeout, _lease
-from volcache._lease import Lease, read_holder
+from volcache import LeaseTimeout
+from volcache.store import lease as _lease
+from volcache.store.lease import Lease, read_holder
 
 
 def _plant(path: Path, host: str, pid: int, age: float = 0.0, scope: str | None = None) -> None:
@@ -125,7 +126,7 @@ _COUNTER = """
 import fcntl, sys, time
 from pathlib import Path
 fcntl.flock = lambda *a, **k: None  # a network filesystem where flock silently succeeds
-from volcache._lease import Lease
+from volcache.store.lease import Lease
 lease_path, counter = Path(sys.argv[1]), Path(sys.argv[2])
 for _ in range(15):
     with Lease(lease_path, timeout=10, max_wait=60):

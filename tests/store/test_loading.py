@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from volcache._loading import Prefetch, choose_strategy, mount_of, start_prefetch, weight_files
+from volcache.store.loading import Prefetch, choose_strategy, mount_of, start_prefetch, weight_files
 
 
 def _mounts(tmp_path: Path, lines: str) -> str:

@@ -18,7 +18,8 @@ from volcache import (
     SymlinksUnsupported,
     UnsafeRepoPath,
 )
-from volcache._record import read_record, record_path
+from volcache.store import VolumeLayout
+from volcache.store.record import read_record
 from volcache.testing import Faults, HubEmulator
 
 
@@ -43,7 +44,7 @@ def test_download_lands_in_the_hub_layout_on_the_volume(volume: Path, hub: HubEm
     assert all((res.path / n).is_symlink() for n in ("config.json", "model.safetensors"))
     assert res.downloaded_bytes == TINY_NEEDED_BYTES
     assert set(hub.stats.per_file) == {"org/tiny/config.json", "org/tiny/model.safetensors", "org/tiny/tokenizer.json"}
-    record = read_record(record_path(store.settings.records_dir, "org/tiny", commit))
+    record = read_record(VolumeLayout.of(store.settings).record("org/tiny", commit))
     assert record is not None and record.total_bytes == TINY_NEEDED_BYTES
     lfs = next(f for f in record.files if f.path == "model.safetensors")
     assert lfs.sha256 and (res.path / "model.safetensors").resolve().name == lfs.sha256
@@ -78,7 +79,7 @@ def test_offline_mode_serves_complete_models_and_refuses_missing_ones(volume: Pa
 def test_a_snapshot_without_record_is_never_served(volume: Path, hub: HubEmulator) -> None:
     store = _store(volume, hub)
     res = store.resolve("org/tiny")
-    rec = record_path(store.settings.records_dir, "org/tiny", res.commit or "")
+    rec = VolumeLayout.of(store.settings).record("org/tiny", res.commit or "")
     rec.unlink()
     hub.reset_stats()
     assert store.find_local("org/tiny", "main") is None

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from tests.conftest import make_settings
 from volcache import ModelStore
-from volcache._inuse import live_users
-from volcache._record import used_marker_path
+from volcache.store import VolumeLayout
+from volcache.store.inuse import live_users
 from volcache.testing import HubEmulator
 from volcache.worker import _startup
 
@@ -18,7 +18,7 @@ def test_hold_marks_the_snapshot_in_use_and_used(volume: Path, hub: HubEmulator)
     try:
         assert resolution.commit is not None
         assert [m.holder.pid for m in live_users(store.settings, "org/tiny", resolution.commit) if m.holder]
-        assert used_marker_path(store.settings.records_dir, "org/tiny", resolution.commit).exists()
+        assert VolumeLayout.of(store.settings).used_marker("org/tiny", resolution.commit).exists()
     finally:
         for held in _startup._HELD:
             held.release()

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from tests.conftest import REPO_ROOT, make_settings, subprocess_env
-from volcache import ConfigError, Resolution, Settings
+from volcache import ConfigError, ModelStore, Resolution, Settings
 from volcache.cli import cli
 from volcache.worker import STARTED_PREFIX, StartupReport, Worker, _load, detect_task, normalize_task
 from volcache.worker import _startup as startup
@@ -28,7 +28,10 @@ def test_prepare_runs_the_phases_in_the_contract_order(tmp_path: Path, monkeypat
     snapshot.mkdir()
 
     class Store:
+        hold = ModelStore.hold  # the real recipe, over this fake's look-ups
+
         def __init__(self, s: Settings) -> None:
+            self.settings = s
             calls.append("store")
 
         def resolve(self) -> Resolution:
@@ -54,7 +57,7 @@ def test_prepare_runs_the_phases_in_the_contract_order(tmp_path: Path, monkeypat
 
     monkeypatch.setattr(startup, "pin", lambda s: calls.append("pin"))
 
-    def cleanup(paths: object, volume: Path) -> _Report:
+    def cleanup(paths: object, volume: Path, protected: object = ()) -> _Report:
         calls.append("cleanup")
         return _Report()
 

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
+
+if TYPE_CHECKING:
+    from .._settings import Settings
 
 # name -> "module:attribute" of a click command; imported lazily so `volcache fetch`
 # never pays for torch or transformers.
@@ -18,7 +21,7 @@ _COMMANDS: dict[str, str] = {
     "fetch": "volcache.cli._store:fetch",
     "ls": "volcache.cli._store:ls",
     "hub": "volcache.cli._hub:hub",
-    "serve": "volcache.cli._serve:serve",
+    "serve": "volcache.cli._serve:serve",  # imports the worker only when run: see _serve
     "audit": "volcache.audit.cli:audit",
     "doctor": "volcache.cli._ops:doctor",
     "du": "volcache.cli._ops:du",
@@ -68,5 +71,24 @@ def main(argv: list[str] | None = None) -> Any:
     """Entry point: run the CLI, turning volcache's errors into one line and exit 1."""
     from .._logging import errors_as_one_line
 
-    with errors_as_one_line():
-        return cli.main(args=argv, prog_name="volcache", standalone_mode=True)
+    with errors_as_one_line() as boundary:
+        return cli.main(args=argv, prog_name="volcache", standalone_mode=True, obj=boundary)
+
+
+def settings() -> Settings:
+    """The settings of this command, read from the environment once, on first use.
+
+    They tell the error boundary whether to show tracebacks (VOLCACHE_DEBUG=1).
+    """
+    from .._logging import ErrorBoundary
+    from .._settings import Settings
+
+    root = click.get_current_context().find_root()
+    cached = root.meta.get("volcache.settings")
+    if cached is None:
+        cached = Settings.from_env()
+        root.meta["volcache.settings"] = cached
+        if isinstance(root.obj, ErrorBoundary):
+            root.obj.debug = cached.debug
+    assert isinstance(cached, Settings)
+    return cached

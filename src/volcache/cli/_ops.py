@@ -15,12 +15,12 @@ import click
 from .._errors import ConfigError
 from .._logging import setup_logging
 from .._settings import Settings, format_bytes, parse_duration, parse_size
+from . import settings as current_settings
 
 if TYPE_CHECKING:
-    from .._files import RemoteFile
-    from .._ops.prune import PrunePlan, PruneResult
-    from .._ops.verify import FileProblem, VerifyReport
-    from .._record import CompletionRecord
+    from ..ops.prune import PrunePlan, PruneResult
+    from ..ops.verify import FileProblem, VerifyReport
+    from ..store import CompletionRecord, RemoteFile
 
 _ROOT_HELP = "A folder of the container disk to search (repeatable; replaces the defaults)."
 DU_CONTAINER_ROOTS = (Path("/tmp"), Path("/root/.cache"), Path("/app"), Path("/opt"), Path("~"))
@@ -39,7 +39,7 @@ def _stderr_is_terminal() -> bool:
 
 # -- doctor ---------------------------------------------------------------------------------------
 def _probe_names() -> list[str]:
-    from .._ops.doctor import PROBES
+    from ..ops.doctor import PROBES
 
     return list(PROBES)
 
@@ -61,9 +61,9 @@ def doctor(as_json: bool, container_roots: tuple[Path, ...], skip: tuple[str, ..
       volcache doctor --json --skip gpu
       volcache doctor --container-root /app --container-root /tmp
     """
-    from .._ops.doctor import CONTAINER_ROOTS, DoctorContext, run_doctor
+    from ..ops.doctor import CONTAINER_ROOTS, DoctorContext, run_doctor
 
-    settings = Settings.from_env()
+    settings = current_settings()
     probes = run_doctor(DoctorContext(settings, container_roots or CONTAINER_ROOTS), skip)
     failed = [p for p in probes if p.status == "fail"]
     if as_json:
@@ -97,9 +97,9 @@ def du(paths: tuple[Path, ...], as_json: bool, container_roots: tuple[Path, ...]
       volcache du
       volcache du /tmp/models --json
     """
-    from .._ops.du import default_locations, measure
+    from ..ops.du import default_locations, measure
 
-    settings = Settings.from_env()
+    settings = current_settings()
     roots = tuple(r.expanduser() for r in (container_roots or DU_CONTAINER_ROOTS))
     report = measure(default_locations(settings.volume, settings.hub_cache, roots, paths))
     if as_json:
@@ -140,9 +140,9 @@ def verify(models: tuple[str, ...], revision: str | None, repair: bool) -> None:
       volcache verify
       volcache verify org/name --repair
     """
-    from .._ops.verify import records_to_verify
+    from ..ops.verify import records_to_verify
 
-    settings = Settings.from_env()
+    settings = current_settings()
     setup_logging(settings.log_level)
     records = records_to_verify(settings, models, revision)
     if not records:
@@ -165,7 +165,7 @@ def verify(models: tuple[str, ...], revision: str | None, repair: bool) -> None:
 
 
 def _verify_with_progress(settings: Settings, records: Sequence[CompletionRecord]) -> VerifyReport:
-    from .._ops.verify import verify as verify_records
+    from ..ops.verify import verify as verify_records
 
     if _stderr_is_terminal():
         from tqdm import tqdm
@@ -188,14 +188,14 @@ def _log_file(record: CompletionRecord, f: RemoteFile, problem: str | None) -> N
 
 
 def _repair(settings: Settings, problems: Sequence[FileProblem]) -> None:
-    from .._ops.verify import check_file, repair
-    from .._pin import pin
-    from .._store import ModelStore
+    from ..ops.verify import repair
+    from ..store import ModelStore, pin
+    from ..store.integrity import check_file
 
     pin(settings)
     result = repair(settings, problems)
     store = ModelStore(settings)
-    still = [p for p in result.repaired if check_file(store.snapshot_dir(p.model, p.commit), p.file)]
+    still = [p for p in result.repaired if check_file(store.snapshot_dir(p.model, p.commit) / p.file.path, p.file)]
     for p in still:
         click.echo(f"volcache: still broken after the download: {p.describe()}", err=True)
     for p, why in result.failed:
@@ -232,13 +232,13 @@ def prune(keep_bytes: str | None, older_than: str | None, dry_run: bool, yes: bo
       volcache prune --keep-bytes 50GB --dry-run
       volcache prune --older-than 14d --yes
     """
-    from .._ops.prune import plan_prune
+    from ..ops.prune import plan_prune
 
     if keep_bytes is None and older_than is None:
         raise click.UsageError("give --keep-bytes SIZE or --older-than DURATION (or both).")
     keep = _parse(keep_bytes, parse_size, "--keep-bytes")
     age = _parse(older_than, parse_duration, "--older-than")
-    settings = Settings.from_env()
+    settings = current_settings()
     setup_logging(settings.log_level)
     plan = plan_prune(settings, keep_bytes=keep, older_than=age)
     _print_plan(plan, "prune")
@@ -259,9 +259,9 @@ def rm(model: str, revision: str | None, dry_run: bool, yes: bool) -> None:
       volcache rm org/name --dry-run
       volcache rm org/name -r main --yes
     """
-    from .._ops.prune import plan_remove
+    from ..ops.prune import plan_remove
 
-    settings = Settings.from_env()
+    settings = current_settings()
     setup_logging(settings.log_level)
     plan = plan_remove(settings, model, revision)
     _print_plan(plan, "rm")
@@ -276,7 +276,7 @@ def rm(model: str, revision: str | None, dry_run: bool, yes: bool) -> None:
 
 
 def _execute(settings: Settings, plan: PrunePlan) -> PruneResult:
-    from .._ops.prune import execute
+    from ..ops.prune import execute
 
     return execute(settings, plan)
 

@@ -2,7 +2,24 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import click
+
+from .._errors import ConfigError
+
+# What `pip install 'volcache[worker]'` brings (pyproject.toml): the worker cannot start without them.
+WORKER_EXTRA = ("torch", "transformers", "sentence_transformers", "runpod", "pydantic")
+
+
+def require_worker_extra() -> None:
+    """Refuse with one line naming the extra to install, before any import of the worker can crash."""
+    missing = [name for name in WORKER_EXTRA if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ConfigError(
+            f"`volcache serve` needs the worker extra ({', '.join(missing)} missing). "
+            "Fix: pip install 'volcache[worker]'."
+        )
 
 
 @click.command(
@@ -25,6 +42,7 @@ def serve(runpod_args: tuple[str, ...]) -> None:
       MODEL_NAME=org/name MODEL_TASK=text-generation volcache serve --rp_serve_api --rp_api_port 8000
       VOLCACHE_VOLUME=./vol HF_ENDPOINT=http://127.0.0.1:8088 volcache serve --rp_serve_api
     """
+    require_worker_extra()
     from ..worker import start
 
     start(list(runpod_args))

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import click
 
 from .._logging import setup_logging
-from .._pin import pin
-from .._settings import Settings, format_bytes
+from .._settings import format_bytes
+from ..store import pin
+from . import settings as current_settings
 
 
 @click.command()
@@ -26,10 +26,10 @@ def fetch(model: str | None, revision: str | None) -> None:
       volcache fetch sentence-transformers/all-MiniLM-L6-v2
       VOLCACHE_VOLUME=/mnt/vol HF_ENDPOINT=http://127.0.0.1:8088 volcache fetch org/name -r main
     """
-    settings = Settings.from_env()
+    settings = current_settings()
     setup_logging(settings.log_level)
     pin(settings)
-    from .._store import ModelStore
+    from ..store import ModelStore
 
     resolution = ModelStore(settings).resolve(model, revision)
     click.echo(
@@ -50,12 +50,12 @@ def ls(as_json: bool) -> None:
       volcache ls
       VOLCACHE_VOLUME=/mnt/vol volcache ls --json
     """
-    from .._inventory import list_snapshots
+    from ..store import scan_volume
 
-    settings = Settings.from_env()
-    infos = list_snapshots(settings)
+    settings = current_settings()
+    infos = scan_volume(settings).snapshots
     if as_json:
-        rows = [dict(dataclasses.asdict(i), path=str(i.path), state=i.state) for i in infos]
+        rows = [i.to_json() for i in infos]
         click.echo(json.dumps(rows, indent=1))
         return
     if not infos:

@@ -16,8 +16,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from .._loading import Prefetch, Strategy, choose_strategy, from_pretrained_kwargs, start_prefetch
 from .._settings import Settings
+from ..store.loading import Prefetch, Strategy, choose_strategy, from_pretrained_kwargs, start_prefetch
 from ._schemas import Limits
 from .tasks import Task, task_class
 from .tasks.base import LoadContext, heavy
@@ -37,7 +37,7 @@ def load_task(ctx: LoadContext) -> Task[object]:
     (on a GPU) and prefetch_wait.
 
     `ctx.path` is the snapshot folder on the volume (never a repo id), so no library asks the Hub.
-    `ctx.strategy` (`VOLCACHE_LOAD`, see `volcache._loading`) says how the weight files are read in
+    `ctx.strategy` (`VOLCACHE_LOAD`, see `volcache.store.loading`) says how the weight files are read in
     place: `mmap` (the libraries' default), `read` (whole files into memory) or `prefetch`
     (parallel reads into the page cache, started by `prepare()` when the store resolved the
     snapshot). The prefetch runs on while the libraries are imported and the model is built (the

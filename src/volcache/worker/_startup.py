@@ -21,21 +21,29 @@ import dataclasses
 import json
 import logging
 import os
-import stat
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .._cleanup import remove_stale_caches
-from .._files import is_weight_file
-from .._inuse import InUse, hold_in_use
-from .._loading import Prefetch, choose_strategy, start_prefetch
 from .._logging import errors_as_one_line, setup_logging
-from .._pin import pin
 from .._settings import Settings
-from .._store import ModelStore, Resolution
+from ..store import (
+    Held,
+    ModelStore,
+    Prefetch,
+    Resolution,
+    choose_strategy,
+    free_bytes,
+    pin,
+    protected_locations,
+    remove_stale_caches,
+    snapshot_bytes,
+    start_prefetch,
+    tree_bytes,
+    weight_bytes,
+)
 from ._handler import Worker
 from ._load import load_context, load_phases, load_task
 from ._sdk import SdkImport
@@ -143,7 +151,7 @@ def prepare(settings: Settings | None = None, *, sdk: SdkImport | None = None) -
     with clock("pin"):
         pin(settings)
     with clock("cleanup"):
-        cleanup = remove_stale_caches(settings.stale_caches, settings.volume)
+        cleanup = remove_stale_caches(settings.stale_caches, settings.volume, protected_locations(settings))
     with clock("ensure"):
         store = ModelStore(settings)
         resolution = store.resolve()
@@ -184,17 +192,14 @@ def prepare(settings: Settings | None = None, *, sdk: SdkImport | None = None) -
 
 
 # In-use markers live as long as the process: `volcache prune` leaves these snapshots alone.
-_HELD: list[InUse] = []
+_HELD: list[Held] = []
 
 
 def _hold(store: ModelStore, resolution: Resolution, settings: Settings) -> Resolution:
-    """Mark the snapshot in use and as used now; re-resolve if a prune removed it meanwhile."""
-    if resolution.source in ("volume", "download") and resolution.commit:
-        _HELD.append(hold_in_use(settings, resolution.model, resolution.commit))
-        if store.find_local(resolution.model, resolution.revision) is None:
-            resolution = store.resolve(resolution.model, resolution.revision)
-    store.mark_used(resolution)
-    return resolution
+    """Mark the snapshot in use and as used now (`ModelStore.hold`); keep the marker for the process's life."""
+    held = store.hold(resolution)
+    _HELD.append(held)
+    return held.resolution
 
 
 def start(argv: Sequence[str] | None = None) -> None:
@@ -225,7 +230,8 @@ def start(argv: Sequence[str] | None = None) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """`python -m volcache.worker`: `start`, with volcache's errors as one line and exit status 1."""
-    with errors_as_one_line():
+    with errors_as_one_line() as boundary:
+        boundary.debug = Settings.from_env().debug
         start(argv)
 
 
@@ -297,70 +303,10 @@ def disk_facts(settings: Settings, resolution: Resolution) -> DiskFacts:
         volume_bytes=tree_bytes(settings.hub_cache),
         model_bytes=resolution.bytes or snapshot_bytes(resolution.path),
         container_disk_weight_bytes=sum(weight_bytes(p) for p in scratch),
-        free_bytes=_free_bytes(settings.hub_cache if settings.hub_cache.exists() else volume),
+        free_bytes=free_bytes(settings.hub_cache if settings.hub_cache.exists() else volume),
     )
-
-
-def tree_bytes(root: Path) -> int:
-    """Bytes of the regular files under `root`, each inode once, never following a symlink."""
-    seen: set[tuple[int, int]] = set()
-    total = 0
-    for entry in _walk(root):
-        st = entry.stat(follow_symlinks=False)
-        if stat.S_ISREG(st.st_mode) and (st.st_dev, st.st_ino) not in seen:
-            seen.add((st.st_dev, st.st_ino))
-            total += st.st_size
-    return total
-
-
-def snapshot_bytes(snapshot: Path) -> int:
-    """Bytes of the files a snapshot folder shows (its links resolved), each file once."""
-    seen: set[tuple[int, int]] = set()
-    total = 0
-    for path in snapshot.rglob("*"):
-        with contextlib.suppress(OSError):
-            st = path.stat()
-            if stat.S_ISREG(st.st_mode) and (st.st_dev, st.st_ino) not in seen:
-                seen.add((st.st_dev, st.st_ino))
-                total += st.st_size
-    return total
-
-
-def weight_bytes(root: Path) -> int:
-    """Bytes of weight files under `root`: files with a weight suffix and Hub cache blobs."""
-    seen: set[tuple[int, int]] = set()
-    total = 0
-    for entry in _walk(root):
-        st = entry.stat(follow_symlinks=False)
-        is_blob = Path(entry.path).parent.name == "blobs"
-        weight = stat.S_ISREG(st.st_mode) and (is_blob or is_weight_file(entry.name))
-        if weight and (st.st_dev, st.st_ino) not in seen:
-            seen.add((st.st_dev, st.st_ino))
-            total += st.st_size
-    return total
-
-
-def _walk(root: Path) -> Iterator[os.DirEntry[str]]:
-    try:
-        entries = list(os.scandir(root))
-    except OSError:
-        return
-    for entry in entries:
-        with contextlib.suppress(OSError):
-            if entry.is_dir(follow_symlinks=False):
-                yield from _walk(Path(entry.path))
-            else:
-                yield entry
 
 
 def _inside(path: Path, folder: Path) -> bool:
     real, base = os.path.realpath(path), os.path.realpath(folder)
     return real == base or real.startswith(base.rstrip("/") + "/")
-
-
-def _free_bytes(folder: Path) -> int:
-    try:
-        st = os.statvfs(folder)
-    except OSError:
-        return 0
-    return st.f_bavail * st.f_frsize

@@ -33,8 +33,8 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from .._schemas import JobError, Limits
 
 if TYPE_CHECKING:
-    from ..._loading import Prefetch, Strategy
     from ..._settings import Settings
+    from ...store.loading import Prefetch, Strategy
 
 RequestT = TypeVar("RequestT")
 TaskT = TypeVar("TaskT", bound="Task[Any]")

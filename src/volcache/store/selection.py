@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable, Sequence
 from pathlib import PurePosixPath
 
-from ._errors import UnsafeRepoPath
+from .._errors import HostileAnswer, InvalidModelId
 
 WEIGHT_SUFFIXES = (
     ".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".gguf", ".onnx", ".onnx_data",
@@ -43,10 +43,6 @@ class RemoteFile:
     sha256: str | None  # set for LFS files: the blob is named by it and must hash to it
     oid: str  # git blob id for regular files, sha256 for LFS files: the blob's file name
 
-    @property
-    def is_weight(self) -> bool:
-        return self.path.lower().endswith(WEIGHT_SUFFIXES)
-
 
 def is_weight_file(name: str) -> bool:
     return name.lower().endswith(WEIGHT_SUFFIXES)
@@ -55,16 +51,17 @@ def is_weight_file(name: str) -> bool:
 def check_repo_id(repo_id: str) -> str:
     """Refuse repo ids that are not `name` or `org/name` before they reach a path."""
     if not _REPO_ID_RE.match(repo_id) or ".." in repo_id:
-        raise UnsafeRepoPath(
+        raise InvalidModelId(
             f"{repo_id!r} is not a Hugging Face model id; use the form org/name, "
-            "e.g. sentence-transformers/all-MiniLM-L6-v2."
+            "e.g. sentence-transformers/all-MiniLM-L6-v2.",
+            model=repo_id,
         )
     return repo_id
 
 
 def check_commit(sha: str) -> str:
     if not isinstance(sha, str) or not _SHA_RE.match(sha):
-        raise UnsafeRepoPath(f"the Hub returned {sha!r} as a commit id; expected 40 hex digits.")
+        raise HostileAnswer(f"the Hub returned {sha!r} as a commit id; expected 40 hex digits.")
     return sha
 
 
@@ -82,13 +79,13 @@ def check_listing(files: Iterable[RemoteFile]) -> list[RemoteFile]:
             or f.path.startswith("~")
         )
         if bad:
-            raise UnsafeRepoPath(f"the Hub listed the unsafe path {f.path!r}; refusing to download this model.")
+            raise HostileAnswer(f"the Hub listed the unsafe path {f.path!r}; refusing to download this model.")
         if not 0 <= f.size <= MAX_FILE_SIZE:
-            raise UnsafeRepoPath(f"the Hub listed {f.path!r} with an impossible size of {f.size} bytes.")
+            raise HostileAnswer(f"the Hub listed {f.path!r} with an impossible size of {f.size} bytes.")
         if f.sha256 is not None and not re.fullmatch(r"[0-9a-f]{64}", f.sha256):
-            raise UnsafeRepoPath(f"the Hub listed {f.path!r} with a malformed sha256 {f.sha256!r}.")
+            raise HostileAnswer(f"the Hub listed {f.path!r} with a malformed sha256 {f.sha256!r}.")
         if not re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", f.oid):
-            raise UnsafeRepoPath(f"the Hub listed {f.path!r} with a malformed blob id {f.oid!r}.")
+            raise HostileAnswer(f"the Hub listed {f.path!r} with a malformed blob id {f.oid!r}.")
         checked.append(f)
     return checked
 

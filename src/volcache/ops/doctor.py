@@ -7,7 +7,6 @@ weights sit on the container disk); `warn` means something to look at.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import importlib.util
 import json
@@ -21,16 +20,24 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from .._inventory import list_snapshots
-from .._pin import cache_environment
+from .._errors import SymlinksUnsupported
 from .._settings import Settings, format_bytes
-from ._walk import WeightFile, iter_unique, real, walk_weights
+from ..store import (
+    Filter,
+    WeightFile,
+    cache_environment,
+    disk_usage,
+    is_mounted,
+    iter_unique,
+    probe_symlinks,
+    scan_volume,
+    walk_weights,
+)
 
 Status = Literal["ok", "warn", "fail"]
 SymlinkFn = Callable[[str, Path], None]
 
 CONTAINER_ROOTS = (Path("/tmp"), Path("~/.cache"), Path("/app"), Path("/root"), Path("/workspace"))
-STRAY_MIN_BYTES = 1_000_000  # smaller files with a weight suffix are not worth a failure
 CONTAINER_MIN_FREE = 1_000_000_000
 GPU_DEVICE_PATTERNS = ("nvidia[0-9]*", "kfd", "dxg")
 _SUBPROCESS_TIMEOUT = 30.0
@@ -105,35 +112,27 @@ def probe_volume(ctx: DoctorContext) -> list[Probe]:
         os.unlink(name)
     except OSError as exc:
         return [Probe("volume", "fail", f"{vol} is not writable ({exc.strerror}).", f"Mount {vol} read-write.")]
-    if not os.path.ismount(vol):
+    if not is_mounted(vol):
         detail = f"{vol} is writable but not a mount point: files there live in the container and vanish with it."
         return [Probe("volume", "warn", detail, attach)]
     return [Probe("volume", "ok", f"{vol} is a writable mount point.")]
 
 
-def probe_symlinks(ctx: DoctorContext) -> list[Probe]:
+def probe_links(ctx: DoctorContext) -> list[Probe]:
     s = ctx.settings
     folder = s.hub_cache if s.hub_cache.is_dir() else s.volume
     if not folder.is_dir():
         return [Probe("symlinks", "warn", f"not tested: {folder} does not exist.")]
-    link = folder / f".volcache-doctor-symlink-{os.getpid()}"
     try:
-        ctx.symlink("blobs/target", link)
-    except OSError as exc:
+        probe_symlinks(folder, ctx.symlink)
+    except SymlinksUnsupported as exc:
+        reason = exc.message.split("(", 1)[-1].split(")", 1)[0]
         detail = (
-            f"{folder} cannot hold symlinks ({exc.strerror or exc}): huggingface_hub would then store a "
-            "second copy of every file."
+            f"{folder} cannot hold symlinks ({reason}): huggingface_hub would then store a second copy of every file."
         )
         fix = "Use a volume whose filesystem supports symlinks (RunPod network volumes do)."
         return [Probe("symlinks", "fail", detail, fix)]
-    _remove_scratch(link)
     return [Probe("symlinks", "ok", f"{folder} holds symlinks.")]
-
-
-def _remove_scratch(path: Path) -> None:
-    """Remove a probe's scratch entry (a link is removed, never followed)."""
-    with contextlib.suppress(OSError):
-        path.unlink()
 
 
 def probe_flock(ctx: DoctorContext) -> list[Probe]:
@@ -181,7 +180,7 @@ def probe_space(ctx: DoctorContext) -> list[Probe]:
     s = ctx.settings
     probes = []
     if s.volume.is_dir():
-        free, total = _disk(s.volume)
+        free, total = disk_usage(s.volume)
         detail = f"{format_bytes(free)} free of {format_bytes(total)} on {s.volume}."
         if free < s.free_margin:
             fix = "Free space with `volcache prune --keep-bytes ...`, or grow the network volume."
@@ -189,7 +188,7 @@ def probe_space(ctx: DoctorContext) -> list[Probe]:
         else:
             probes.append(Probe("volume-space", "ok", detail))
     disk = _existing_parent(s.ephemeral)
-    free, total = _disk(disk)
+    free, total = disk_usage(disk)
     detail = f"{format_bytes(free)} free of {format_bytes(total)} on the container disk ({disk})."
     if free < CONTAINER_MIN_FREE:
         fix = "Raise the container disk size of the endpoint, or remove files written to it."
@@ -197,11 +196,6 @@ def probe_space(ctx: DoctorContext) -> list[Probe]:
     else:
         probes.append(Probe("container-space", "ok", detail))
     return probes
-
-
-def _disk(path: Path) -> tuple[int, int]:
-    st = os.statvfs(path)
-    return st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize
 
 
 def _existing_parent(path: Path) -> Path:
@@ -240,7 +234,7 @@ def _same(seen: object, wanted: str | None) -> bool:
         return seen == wanted
     if wanted == "1":
         return str(seen).lower() in ("1", "true", "yes", "on")
-    return real(Path(str(seen))) == real(Path(wanted))
+    return os.path.realpath(str(seen)) == os.path.realpath(wanted)
 
 
 def _already_imported(wanted: dict[str, str]) -> str:
@@ -260,8 +254,9 @@ def probe_container_weights(ctx: DoctorContext) -> list[Probe]:
     skip = (s.volume, s.home, *s.readonly_caches)
     deadline = time.monotonic() + ctx.scan_seconds
     roots = [r.expanduser() for r in ctx.container_roots]
-    walks = [walk_weights(r, skip=skip, max_depth=ctx.scan_depth, deadline=deadline) for r in roots]
-    stray = [f for _, f in iter_unique(walks) if f.size >= STRAY_MIN_BYTES]
+    keep = Filter.likely()
+    walks = [walk_weights(r, skip=skip, max_depth=ctx.scan_depth, deadline=deadline, keep=keep) for r in roots]
+    stray = [f for _, f in iter_unique(walks)]
     searched = ", ".join(str(r) for r in roots if r.is_dir()) or "none of the roots exist"
     cut = sorted({f"{w.root}: {w.truncated}" for w in walks if w.truncated})
     note = (f" Search incomplete: {'; '.join(cut)}." if cut else "") + (
@@ -364,7 +359,7 @@ def _nvidia_smi() -> str:
 
 
 def probe_models(ctx: DoctorContext) -> list[Probe]:
-    infos = [i for i in list_snapshots(ctx.settings) if not i.readonly]
+    infos = list(scan_volume(ctx.settings, readonly=False).snapshots)
     broken = [i for i in infos if not i.complete]
     if not infos:
         return [Probe("models", "ok", f"no models in {ctx.settings.hub_cache} yet.")]
@@ -379,7 +374,7 @@ def probe_models(ctx: DoctorContext) -> list[Probe]:
 
 PROBES: dict[str, Callable[[DoctorContext], list[Probe]]] = {
     "volume": probe_volume,
-    "symlinks": probe_symlinks,
+    "symlinks": probe_links,
     "flock": probe_flock,
     "space": probe_space,
     "cache-paths": probe_cache_paths,

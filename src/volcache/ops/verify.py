@@ -10,26 +10,26 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import logging
-import re
+import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
 
 from .._errors import ModelNotFound, StoreError
-from .._files import RemoteFile
-from .._inventory import model_id_from_folder
-from .._lease import Lease
-from .._record import CompletionRecord, read_record, repo_folder
-from .._settings import Settings
-from .._store import ModelStore, git_blob_header, hash_file, read_ref
-from ._walk import real
+from .._settings import StoreSettings
+from ..store import (
+    CompletionRecord,
+    Lease,
+    ModelStore,
+    RemoteFile,
+    RepoFolder,
+    VolumeLayout,
+    recorded_models,
+    records_of,
+)
+from ..store.integrity import Progress, check_file, content_problem
 
 log = logging.getLogger("volcache.verify")
-
-_SHA1_RE = re.compile(r"^[0-9a-f]{40}$")
-Progress = Callable[[int], None]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,39 +62,31 @@ class VerifyReport:
 
 
 def records_to_verify(
-    settings: Settings, models: Sequence[str] = (), revision: str | None = None
+    settings: StoreSettings, models: Sequence[str] = (), revision: str | None = None
 ) -> list[CompletionRecord]:
     """The completion records of `models` (all on the volume when empty), optionally of one revision."""
-    root = settings.records_dir / "records"
-    wanted = list(models) or [m for m in map(model_id_from_folder, _names(root)) if m]
     records: list[CompletionRecord] = []
-    for model in wanted:
-        folder = root / repo_folder(model)
-        found = [r for r in (read_record(p) for p in sorted(folder.glob("*.json"))) if r is not None]
+    for model in list(models) or recorded_models(settings):
+        found = sorted(records_of(settings, model), key=lambda r: r.commit)
         if revision is not None:
             found = [r for r in found if _matches_revision(settings, r, revision)]
         if not found and models:
             what = f"{model}@{revision}" if revision else model
-            raise ModelNotFound(f"{what} has no completion record on the volume; run `volcache fetch {model}` first.")
+            raise ModelNotFound(
+                f"{what} has no completion record on the volume; run `volcache fetch {model}` first.", model=model
+            )
         records.extend(found)
     return records
 
 
-def _names(folder: Path) -> list[str]:
-    try:
-        return sorted(p.name for p in folder.iterdir() if p.is_dir())
-    except OSError:
-        return []
-
-
-def _matches_revision(settings: Settings, record: CompletionRecord, revision: str) -> bool:
+def _matches_revision(settings: StoreSettings, record: CompletionRecord, revision: str) -> bool:
     if revision in (record.commit, record.revision):
         return True
-    return read_ref(settings.hub_cache / repo_folder(record.repo), revision) == record.commit
+    return VolumeLayout.of(settings).repo(record.repo).read_ref(revision) == record.commit
 
 
 def verify(
-    settings: Settings,
+    settings: StoreSettings,
     records: Iterable[CompletionRecord],
     *,
     progress: Progress | None = None,
@@ -104,61 +96,16 @@ def verify(
     records = tuple(records)
     problems = []
     for record in records:
-        snapshot = settings.hub_cache / repo_folder(record.repo) / "snapshots" / record.commit
+        layout = VolumeLayout.of(settings)
+        snapshot = layout.snapshot(record.repo, record.commit)
         for f in record.files:
-            problem = check_file(snapshot, f, progress)
+            repo = layout.repo(record.repo).path
+            problem = check_file(snapshot / f.path, f, progress, inside=repo, source="the record's")
             if on_file is not None:
                 on_file(record, f, problem)
             if problem is not None:
                 problems.append(FileProblem(record.repo, record.commit, f, problem))
     return VerifyReport(records, tuple(problems))
-
-
-def check_file(snapshot: Path, f: RemoteFile, progress: Progress | None = None) -> str | None:
-    """What is wrong with `f` in `snapshot`, or None when it matches the record."""
-    path = snapshot / f.path
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        return "missing" if not path.is_symlink() else "link points at a missing blob"
-    except OSError as exc:
-        return f"unreadable ({exc.strerror})"
-    repo = snapshot.parent.parent.resolve()
-    if path.is_symlink() and repo not in path.resolve().parents:
-        return f"link points outside the repo folder, at {path.resolve()}"
-    if size != f.size:
-        _advance(progress, f.size)
-        return f"{size} bytes on disk, the record says {f.size}"
-    return _content_problem(path, f, progress)
-
-
-def _content_problem(path: Path, f: RemoteFile, progress: Progress | None) -> str | None:
-    if f.sha256 is not None:
-        digest = _digest(path, hashlib.sha256(), progress)
-        want = f.sha256
-        kind = "sha256"
-    elif _SHA1_RE.match(f.oid):
-        digest = _digest(path, git_blob_header(f.size), progress)
-        want = f.oid
-        kind = "git blob id"
-    else:
-        _advance(progress, f.size)
-        return None
-    if digest is None:
-        return "unreadable"
-    return None if digest == want else f"{kind} {digest[:12]}… does not match the record's {want[:12]}…"
-
-
-def _digest(path: Path, h: Any, progress: Progress | None) -> str | None:
-    try:
-        return hash_file(path, h, lambda n: _advance(progress, n))
-    except OSError:
-        return None
-
-
-def _advance(progress: Progress | None, n: int) -> None:
-    if progress is not None:
-        progress(n)
 
 
 # -- repair ---------------------------------------------------------------------------------------
@@ -170,7 +117,7 @@ class RepairResult:
     failed: tuple[tuple[FileProblem, str], ...]
 
 
-def repair(settings: Settings, problems: Sequence[FileProblem]) -> RepairResult:
+def repair(settings: StoreSettings, problems: Sequence[FileProblem]) -> RepairResult:
     """Download the broken files again, model by model, under each model's download lease."""
     if settings.offline:
         raise StoreError("HF_HUB_OFFLINE=1 forbids downloading; unset it to repair, or `volcache rm` the model.")
@@ -179,16 +126,10 @@ def repair(settings: Settings, problems: Sequence[FileProblem]) -> RepairResult:
     store = ModelStore(settings)
     for model in sorted({p.model for p in problems}):
         mine = [p for p in problems if p.model == model]
-        lease = Lease(
-            store.lease_path(model),
-            timeout=settings.lease_timeout,
-            max_wait=settings.lease_max_wait,
-            purpose=f"repair {model}",
-        )
-        with lease:
+        with store.lease(model, f"repair {model}") as lease:
             for problem in mine:
                 try:
-                    _repair_file(store, problem)
+                    _repair_file(store, problem, lease)
                 except StoreError as exc:
                     failed.append((problem, str(exc)))
                 else:
@@ -196,31 +137,31 @@ def repair(settings: Settings, problems: Sequence[FileProblem]) -> RepairResult:
     return RepairResult(tuple(repaired), tuple(failed))
 
 
-def _repair_file(store: ModelStore, problem: FileProblem) -> None:
+def _repair_file(store: ModelStore, problem: FileProblem, lease: Lease) -> None:
     snapshot = store.snapshot_dir(problem.model, problem.commit)
-    if check_file(snapshot, problem.file) is None:
+    if check_file(snapshot / problem.file.path, problem.file) is None:
         log.info("volcache: %s matches now (its blob was repaired with another file)", problem.describe())
         return
-    _remove_broken(store.repo_dir(problem.model), snapshot / problem.file.path, problem.file)
+    _remove_broken(store.layout.repo(problem.model), snapshot / problem.file.path, problem.file)
     log.info("volcache: fetching %s of %s@%s again", problem.file.path, problem.model, problem.commit[:8])
-    store.fetch_file(problem.model, problem.commit, problem.file)
+    store.fetch_file(problem.model, problem.commit, problem.file, lease)
 
 
-def _remove_broken(repo: Path, link: Path, f: RemoteFile) -> None:
+def _remove_broken(repo: RepoFolder, link: Path, f: RemoteFile) -> None:
     """Remove the snapshot entry, and its blob if that is bad (only inside `repo/blobs`, never `.incomplete`).
 
     A good blob is kept: the store then only links it again, without downloading.
     """
-    blobs = real(repo / "blobs")
+    blobs = Path(os.path.realpath(repo.blobs))
     targets = {blobs / f.oid}
     if link.is_symlink():
-        targets.add(real(link))
+        targets.add(Path(os.path.realpath(link)))
     with contextlib.suppress(FileNotFoundError):
         link.unlink()
     for blob in targets:
         if blob.parent != blobs or blob.name.endswith(".incomplete") or not blob.exists():
             continue
-        if _size_problem(blob, f) or _content_problem(blob, f, None):
+        if _size_problem(blob, f) or content_problem(blob, f):
             with contextlib.suppress(FileNotFoundError):
                 blob.unlink()
 

@@ -5,7 +5,8 @@ holder the way a lease file does. A daemon thread refreshes its mtime every `lea
 seconds. A marker is live while its holder is a live process here (same host, boot and pid
 namespace), or, for any other holder, while its mtime is younger than twice the lease time-out
 (no pid check is possible across hosts or containers). A marker of a dead process here is never
-live, however fresh.
+live, however fresh. Ages are measured on the volume's clock (`volume.volume_now`), never the
+local one: a prune host whose clock runs ahead must not judge live markers stale.
 """
 
 from __future__ import annotations
@@ -16,17 +17,18 @@ import json
 import logging
 import os
 import threading
-import time
+import uuid
 from pathlib import Path
 from types import TracebackType
 
-from ._lease import Holder, holder_is_dead, is_here, read_holder
-from ._record import repo_folder
-from ._settings import Settings
+from .._settings import StoreSettings
+from .layout import VolumeLayout
+from .lease import Holder, holder_is_dead, is_here, read_holder
+from .volume import retry_io, volume_now
 
 log = logging.getLogger("volcache.inuse")
 
-__all__ = ["InUse", "InUseMarker", "hold_in_use", "inuse_dir", "live_users", "read_marker", "read_markers"]
+__all__ = ["InUse", "InUseMarker", "hold_in_use", "live_users", "read_marker", "read_markers", "volume_clock"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,11 +43,6 @@ class InUseMarker:
     def describe(self) -> str:
         who = self.holder.describe() if self.holder else self.path.name
         return f"{who} (heartbeat {self.age:.0f}s ago)"
-
-
-def inuse_dir(settings: Settings, model: str, commit: str) -> Path:
-    """The folder of the in-use markers of one snapshot."""
-    return settings.records_dir / "inuse" / repo_folder(model) / commit
 
 
 class InUse:
@@ -86,7 +83,7 @@ class InUse:
     def _heartbeat(self) -> None:
         while not self._stop.wait(self._interval):
             try:
-                os.utime(self.path)
+                retry_io(lambda: os.utime(self.path))
             except FileNotFoundError:  # removed by hand: say again that the snapshot is in use
                 with contextlib.suppress(OSError):
                     self._write()
@@ -113,7 +110,7 @@ class InUse:
         self.release()
 
 
-def hold_in_use(settings: Settings, model: str, commit: str, *, purpose: str = "loaded") -> InUse:
+def hold_in_use(settings: StoreSettings, model: str, commit: str, *, purpose: str = "loaded") -> InUse:
     """Mark the snapshot `model@commit` as loaded by this process until `release()` or exit.
 
     Call it right after `ModelStore.resolve()` returns, before loading the weights, and keep the
@@ -131,36 +128,57 @@ def hold_in_use(settings: Settings, model: str, commit: str, *, purpose: str = "
     """
     holder = Holder.me(purpose)
     # The token's start keeps two containers that share a host name and a pid (often 1) apart.
-    path = inuse_dir(settings, model, commit) / f"{_safe(holder.host)}-{holder.pid}-{holder.token[:8]}.json"
+    path = (
+        VolumeLayout.of(settings).inuse_dir(model, commit)
+        / f"{_safe(holder.host)}-{holder.pid}-{holder.token[:8]}.json"
+    )
     return InUse(path, holder, max(0.05, settings.lease_timeout / 4)).start()
 
 
-def live_users(settings: Settings, model: str, commit: str) -> list[InUseMarker]:
-    """The live in-use markers of `model@commit` (empty: nobody is known to use it)."""
-    return [m for m in read_markers(settings, model, commit) if m.live]
+def volume_clock(settings: StoreSettings) -> float:
+    """The volume's time now, read from a scratch file touched on it (see `volume.volume_now`)."""
+    return volume_now(VolumeLayout.of(settings).clock_probe(uuid.uuid4().hex))
 
 
-def read_markers(settings: Settings, model: str, commit: str) -> list[InUseMarker]:
-    """Every in-use marker of `model@commit`, live or not."""
-    folder = inuse_dir(settings, model, commit)
+def live_users(settings: StoreSettings, model: str, commit: str, now: float | None = None) -> list[InUseMarker]:
+    """The live in-use markers of `model@commit` (empty: nobody is known to use it).
+
+    `now` is the volume's clock (`volume_clock`); read once per call when not given.
+    """
+    return [m for m in read_markers(settings, model, commit, now) if m.live]
+
+
+def read_markers(settings: StoreSettings, model: str, commit: str, now: float | None = None) -> list[InUseMarker]:
+    """Every in-use marker of `model@commit`, live or not, aged by the volume's clock."""
+    folder = VolumeLayout.of(settings).inuse_dir(model, commit)
     try:
         paths = sorted(p for p in folder.iterdir() if p.suffix == ".json" and not p.name.startswith("."))
     except OSError:
         return []
     markers = []
+    if paths and now is None:
+        now = volume_clock(settings)
     for path in paths:
-        marker = read_marker(path, settings.lease_timeout)
+        marker = read_marker(path, settings.lease_timeout, now)
         if marker is not None:
             markers.append(marker)
     return markers
 
 
-def read_marker(path: Path, lease_timeout: float) -> InUseMarker | None:
-    """Judge one holder file (an in-use marker, or a lease file: same format); None if it is gone."""
+def read_marker(path: Path, lease_timeout: float, now: float | None = None) -> InUseMarker | None:
+    """Judge one holder file (an in-use marker, or a lease file: same format); None if it is gone.
+
+    `now` is the volume's clock; without it the marker's folder is used to read that clock.
+    """
     try:
-        age = max(0.0, time.time() - path.stat().st_mtime)
+        mtime = retry_io(path.stat).st_mtime
     except FileNotFoundError:
         return None
+    except OSError:  # unreadable after retries: judged alive, the safe side for prune
+        return InUseMarker(path, None, 0.0, True)
+    if now is None:
+        now = volume_now(path.parent / f".clock-{uuid.uuid4().hex}")
+    age = max(0.0, now - mtime)
     holder = read_holder(path)
     here = holder is not None and is_here(holder)  # its pid can be checked; else only its heartbeat
     live = not holder_is_dead(holder) if holder is not None and here else age < 2 * lease_timeout

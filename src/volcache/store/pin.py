@@ -8,28 +8,19 @@ sets the variables and, if the import already happened with other paths, stops l
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import sys
 from importlib import metadata
 from pathlib import Path
 
-from ._errors import PinError
-from ._settings import Settings
+from .._errors import PinError
+from .._settings import StoreSettings
 
 log = logging.getLogger("volcache.pin")
 
 
-@dataclasses.dataclass(frozen=True)
-class Pinned:
-    """What `pin()` set, for logging and `volcache doctor`."""
-
-    env: dict[str, str]
-    overridden: dict[str, str]  # variables that held another value before, and that value
-
-
-def cache_environment(settings: Settings) -> dict[str, str]:
+def cache_environment(settings: StoreSettings) -> dict[str, str]:
     """The environment variables that put every cache on the volume (and Xet scratch off it)."""
     env = {
         "HF_HOME": str(settings.home),
@@ -48,23 +39,21 @@ def cache_environment(settings: Settings) -> dict[str, str]:
     return env
 
 
-def pin(settings: Settings | None = None) -> Pinned:
+def pin(settings: StoreSettings) -> None:
     """Point the Hugging Face and torch caches at the volume. Idempotent.
 
     Raises `PinError` when `huggingface_hub` was already imported with other cache
     paths: its downloads would go to the container disk despite the variables.
     """
-    settings = settings or Settings.from_env()
     env = cache_environment(settings)
     _refuse_late_import(settings)
     overridden = {k: os.environ[k] for k, v in env.items() if os.environ.get(k, v) != v}
     for name, old in overridden.items():
         log.warning("volcache: %s was %s; pinned to %s", name, old, env[name])
     os.environ.update(env)
-    return Pinned(env=env, overridden=overridden)
 
 
-def _refuse_late_import(settings: Settings) -> None:
+def _refuse_late_import(settings: StoreSettings) -> None:
     constants = sys.modules.get("huggingface_hub.constants")
     if constants is None:
         return

@@ -1,9 +1,8 @@
 """The completion record: the one proof that a snapshot on the volume is whole (I2).
 
 A record is written atomically (temp file, fsync, rename) only after every file was
-downloaded and verified. It lives beside the Hub layout, in
-`$HF_HOME/.volcache/records/<repo folder>/<commit>.json`, beside the hub folder,
-so `hf cache` and transformers see the ordinary layout.
+downloaded and verified. It lives beside the Hub layout (`VolumeLayout.record`), so `hf cache`
+and transformers see the ordinary layout.
 """
 
 from __future__ import annotations
@@ -16,14 +15,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ._files import RemoteFile
+from .selection import RemoteFile
+from .volume import retry_io
 
 RECORD_VERSION = 1
-
-
-def repo_folder(repo_id: str) -> str:
-    """`org/name` -> `models--org--name`, as huggingface_hub names cache folders."""
-    return "--".join(["models", *repo_id.split("/")])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,19 +65,13 @@ class CompletionRecord:
         )
 
 
-def record_path(records_dir: Path, repo_id: str, commit: str) -> Path:
-    return records_dir / "records" / repo_folder(repo_id) / f"{commit}.json"
-
-
-def used_marker_path(records_dir: Path, repo_id: str, commit: str) -> Path:
-    """The file a worker touches when it loads `repo_id@commit`; its mtime orders `volcache prune`."""
-    return records_dir / "used" / repo_folder(repo_id) / commit
-
-
 def read_record(path: Path) -> CompletionRecord | None:
-    """The record at `path`, or None if it is missing or unreadable (never half-written)."""
+    """The record at `path`, or None if it is missing or unreadable (never half-written).
+
+    A transient I/O error is retried first: a healthy record must not read as "absent".
+    """
     try:
-        return CompletionRecord.from_json(json.loads(path.read_text()))
+        return CompletionRecord.from_json(json.loads(retry_io(path.read_text)))
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -121,7 +110,7 @@ def snapshot_mismatches(snapshot: Path, record: CompletionRecord) -> list[str]:
     problems = []
     for f in record.files:
         try:
-            size = (snapshot / f.path).stat().st_size
+            size = retry_io((snapshot / f.path).stat).st_size
         except OSError:
             problems.append(f"{f.path}: missing")
             continue

@@ -25,7 +25,8 @@ from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
-from ._errors import LeaseTimeout
+from .._errors import LeaseLost, LeaseTimeout
+from .volume import retry_io
 
 log = logging.getLogger("volcache.lease")
 
@@ -54,7 +55,7 @@ class Holder:
 def read_holder(path: Path) -> Holder | None:
     """The holder named in a lease file, or None if it is gone or unreadable (being written)."""
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(retry_io(path.read_text))
         return Holder(
             str(data["host"]),
             int(data["pid"]),
@@ -217,8 +218,20 @@ class Lease:
 
     # -- hold ----------------------------------------------------------------------------
     def owned(self) -> bool:
+        """True when the lease file names this holder now."""
         current = read_holder(self.path)
         return current is not None and current.token == self.holder.token
+
+    def taken_by_other(self) -> bool:
+        """True only when the lease file names another holder: a missing or unreadable file is not proof."""
+        current = read_holder(self.path)
+        return current is not None and current.token != self.holder.token
+
+    def check(self) -> None:
+        """Raise `LeaseLost` if another worker holds the lease now; call it between files."""
+        if self.lost.is_set() or self.taken_by_other():
+            self.lost.set()
+            raise LeaseLost(f"lost the download lease {self.path.name} to another worker; retry.", path=self.path)
 
     def _start_heartbeat(self) -> None:
         self._stop.clear()
@@ -228,12 +241,16 @@ class Lease:
     def _heartbeat(self) -> None:
         interval = max(0.05, self.timeout / 4)
         while not self._stop.wait(interval):
-            if not self.owned():
+            if self.taken_by_other():
                 log.error("volcache: lost the lease %s to another worker", self.path.name)
                 self.lost.set()
                 return
-            with contextlib.suppress(FileNotFoundError):
-                os.utime(self.path)
+            try:
+                retry_io(lambda: os.utime(self.path), what=" refreshing the lease")
+            except FileNotFoundError:
+                continue
+            except OSError as exc:  # still failing after the retries: try again at the next beat
+                log.warning("volcache: cannot refresh the lease %s: %s", self.path.name, exc)
 
     # -- release -------------------------------------------------------------------------
     def release(self) -> None:

@@ -1,9 +1,16 @@
-"""Find weight files under a folder without following symlinks, within a depth and a deadline.
+"""Find weight files under any folder without following symlinks, within a depth and a deadline.
 
-A weight file is a regular file with a weight suffix (`volcache._files.WEIGHT_SUFFIXES`), or a
-file that a weight-named symlink in the same tree points at: that is how a Hugging Face cache
-holds weights (`snapshots/<commit>/model.safetensors -> ../../blobs/<sha256>`). The link itself
-is never counted and never descended into; its target counts only when it lies under the root.
+A weight file is a regular file with a weight suffix (`selection.WEIGHT_SUFFIXES`), a blob of a
+Hugging Face cache (`models--*/blobs/*`), or a file that a weight-named symlink in the same tree
+points at: that is how a cache holds weights (`snapshots/<commit>/model.safetensors ->
+../../blobs/<sha256>`). The link itself is never counted and never descended into; its target
+counts only when it lies under the root.
+
+`Filter.likely()` is what `doctor` and `du` judge the container disk by: installed packages
+(`site-packages`, `dist-packages`, conda's `pkgs`) ship test data with weight suffixes (scipy's
+`.npz`, torch's `.pt`), and tiny files are not models, so those count only inside a model folder
+layout (a folder with `config.json`, `model_index.json`, a shard index, ...). `.safetensors` and
+`.gguf` files are weights wherever they are.
 """
 
 from __future__ import annotations
@@ -15,10 +22,47 @@ import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from .._files import is_weight_file
+from .selection import is_weight_file
 
 # Kernel and device trees are never weights and can be huge or hang.
 PSEUDO_FILESYSTEMS = (Path("/proc"), Path("/sys"), Path("/dev"))
+PACKAGE_FOLDERS = frozenset({"site-packages", "dist-packages", "pkgs"})
+MODEL_FOLDER_MARKERS = frozenset(
+    {"config.json", "model_index.json", "params.json", "adapter_config.json", "modules.json", "tokenizer.json"}
+)
+ALWAYS_WEIGHTS = (".safetensors", ".gguf")
+LIKELY_MIN_BYTES = 1_000_000  # below this, a file with a weight suffix outside a model folder is not a model
+
+
+@dataclasses.dataclass(frozen=True)
+class Filter:
+    """Which weight-suffixed files count: all of them (the default), or only likely model weights."""
+
+    min_bytes: int = 0
+    package_data: bool = True  # False: files under installed packages count only in a model folder
+
+    @classmethod
+    def likely(cls) -> Filter:
+        return cls(min_bytes=LIKELY_MIN_BYTES, package_data=False)
+
+    def counts(self, path: Path, size: int, model_folder: bool) -> bool:
+        if model_folder or path.name.lower().endswith(ALWAYS_WEIGHTS):
+            return True
+        if not self.package_data and PACKAGE_FOLDERS.intersection(path.parts):
+            return False
+        return size >= self.min_bytes
+
+
+ALL = Filter()
+
+
+def is_model_folder(names: Iterable[str]) -> bool:
+    """True for a folder laid out as a model: a config, a pipeline index or a shard index beside the weights."""
+    return any(n in MODEL_FOLDER_MARKERS or n.endswith(".index.json") for n in names)
+
+
+def _is_cache_blob(path: Path) -> bool:
+    return path.parent.name == "blobs" and path.parent.parent.name.startswith("models--")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +106,7 @@ def walk_weights(
     skip: Iterable[Path] = (),
     max_depth: int | None = None,
     deadline: float | None = None,
+    keep: Filter = ALL,
 ) -> WalkResult:
     """Weight files under `root`, never entering `skip` folders, pseudo filesystems or symlinks.
 
@@ -85,6 +130,7 @@ def walk_weights(
         except OSError:
             unreadable += 1
             continue
+        model_folder = is_model_folder(e.name for e in entries)
         for entry in entries:
             path = Path(entry.path)
             try:
@@ -95,9 +141,9 @@ def walk_weights(
                         truncated = f"deeper than {max_depth} levels not searched"
                         continue
                     stack.append((path, depth + 1))
-                elif is_weight_file(entry.name):
+                elif is_weight_file(entry.name) or _is_cache_blob(path):
                     found = _weight_entry(entry, top, skipped)
-                    if found is not None:
+                    if found is not None and (found.link is not None or keep.counts(path, found.size, model_folder)):
                         files.setdefault(found.key, found)
             except OSError:
                 unreadable += 1
@@ -131,3 +177,40 @@ def iter_unique(results: Iterable[WalkResult]) -> Iterator[tuple[WalkResult, Wei
             if f.key not in seen:
                 seen.add(f.key)
                 yield result, f
+
+
+def weight_bytes(root: Path) -> int:
+    """Bytes of weight files under `root` (each file once, links never followed)."""
+    return sum(f.size for f in walk_weights(root).files)
+
+
+def tree_bytes(root: Path) -> int:
+    """Bytes of the regular files under `root`, each inode once, never following a symlink."""
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    for folder, _dirs, names in os.walk(root):
+        for name in names:
+            try:
+                st = os.lstat(os.path.join(folder, name))
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode) and (st.st_dev, st.st_ino) not in seen:
+                seen.add((st.st_dev, st.st_ino))
+                total += st.st_size
+    return total
+
+
+def snapshot_bytes(snapshot: Path) -> int:
+    """Bytes of the files a snapshot folder shows (its links resolved), each file once."""
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    for folder, _dirs, names in os.walk(snapshot):
+        for name in names:
+            try:
+                st = os.stat(os.path.join(folder, name))
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode) and (st.st_dev, st.st_ino) not in seen:
+                seen.add((st.st_dev, st.st_ino))
+                total += st.st_size
+    return total

@@ -2,7 +2,7 @@
 
 Work is planned, then executed (as `huggingface_hub`'s `DeleteCacheStrategy`), so `--dry-run`
 is free. A plan never holds a snapshot of a model whose download lease is live, a snapshot
-with a live in-use marker (`volcache._inuse`), a snapshot being downloaded, or anything in a
+with a live in-use marker (`volcache.store.inuse`), a snapshot being downloaded, or anything in a
 read-only cache; `.incomplete` files are never removed. Execution takes each model's download
 lease (skipping a busy model), checks again, and removes refs, then snapshot links, then
 records, then blobs no remaining snapshot points at, so no ref ever names a missing snapshot.
@@ -14,40 +14,31 @@ import contextlib
 import dataclasses
 import logging
 import os
-import stat
-import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from .._errors import ConfigError, LeaseTimeout, ModelNotFound, StoreError
-from .._files import check_repo_id
-from .._inuse import inuse_dir, live_users, read_marker
-from .._inventory import model_id_from_folder, read_refs
-from .._lease import Lease
-from .._record import read_record, record_path, repo_folder, used_marker_path
-from .._settings import Settings
-from .._store import ModelStore
-from ._walk import is_within, real
+from .._settings import StoreSettings
+from ..store import (
+    CachedRepo,
+    CachedSnapshot,
+    ModelStore,
+    RepoFolder,
+    VolumeLayout,
+    cache_bytes,
+    check_repo_id,
+    live_users,
+    read_marker,
+    repo_folder,
+    scan_volume,
+    snapshot_blobs,
+    volume_clock,
+)
 
 log = logging.getLogger("volcache.prune")
 
 LEASE_WAIT = 2.0  # seconds prune waits for a model's lease before leaving that model alone
-
-
-@dataclasses.dataclass(frozen=True)
-class CachedSnapshot:
-    """One snapshot folder in the volume's cache, with the blobs its links point at."""
-
-    model: str
-    commit: str
-    repo: Path
-    path: Path
-    refs: tuple[str, ...]
-    blobs: frozenset[Path]
-    own_bytes: int  # regular files inside the snapshot folder (a no-symlink fallback copy)
-    last_used: float
-    has_record: bool
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,10 +60,11 @@ class ModelPlan:
     snapshots: tuple[Path, ...]  # snapshot folders and their `.no_exist/<commit>` folders
     records: tuple[Path, ...]  # completion records, last-use markers, in-use marker folders
     blobs: tuple[Path, ...]  # blobs not referenced by any remaining snapshot
+    orphans: tuple[Path, ...] = ()  # blobs no snapshot referenced at all (an interrupted prune's leftovers)
 
     @property
     def freed_bytes(self) -> int:
-        return sum(e.freed_bytes for e in self.evictions)
+        return sum(e.freed_bytes for e in self.evictions) + sum(_size(b) for b in self.orphans)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,87 +107,19 @@ class PruneResult:
 
 
 # -- scan -----------------------------------------------------------------------------------------
-def scan_cache(settings: Settings, model: str | None = None) -> list[CachedSnapshot]:
+def scan_cache(settings: StoreSettings, model: str | None = None) -> list[CachedSnapshot]:
     """Snapshots of the volume's cache (of `model` only, if given); read-only caches are never scanned."""
-    cache = settings.hub_cache
-    if _in_readonly_cache(settings, cache) or not cache.is_dir():
-        return []
-    folders = [cache / repo_folder(model)] if model else sorted(cache.iterdir())
-    found = []
-    for repo in folders:
-        name = model_id_from_folder(repo.name)
-        if name is None or repo.is_symlink() or not (repo / "snapshots").is_dir():
-            continue
-        refs = read_refs(repo)
-        for snap in sorted((repo / "snapshots").iterdir()):
-            if snap.is_dir() and not snap.is_symlink() and not _in_readonly_cache(settings, snap):
-                found.append(_cached_snapshot(settings, name, repo, snap, refs))
-    return found
+    return [snap for repo in _repos(settings, model) for snap in repo.snapshots]
 
 
-def _cached_snapshot(settings: Settings, model: str, repo: Path, snap: Path, refs: dict[str, str]) -> CachedSnapshot:
-    blobs, own = _snapshot_blobs(repo, snap)
-    record = read_record(record_path(settings.records_dir, model, snap.name))
-    last_used = _last_used(settings, model, snap, record.completed_at if record else None)
-    names = tuple(sorted(r for r, sha in refs.items() if sha == snap.name))
-    return CachedSnapshot(model, snap.name, repo, snap, names, blobs, own, last_used, record is not None)
-
-
-def _snapshot_blobs(repo: Path, snap: Path) -> tuple[frozenset[Path], int]:
-    """The blobs the snapshot's links point at (inside `repo/blobs` only) and its own regular files' bytes."""
-    blobs_dir = real(repo / "blobs")
-    blobs: set[Path] = set()
-    own = 0
-    for root, dirs, files in os.walk(snap):
-        for name in (*files, *dirs):
-            path = Path(root, name)
-            if path.is_symlink():
-                target = real(path)
-                if target.parent == blobs_dir:
-                    blobs.add(target)
-            elif name in files:
-                with contextlib.suppress(OSError):
-                    own += path.lstat().st_size
-    return frozenset(blobs), own
-
-
-def _last_used(settings: Settings, model: str, snap: Path, completed_at: float | None) -> float:
-    """When a worker last loaded the snapshot: its used marker, else its completion, else its folder."""
-    with contextlib.suppress(OSError):
-        return used_marker(settings, model, snap.name).stat().st_mtime
-    if completed_at is not None:
-        return completed_at
-    with contextlib.suppress(OSError):
-        return snap.stat().st_mtime
-    return 0.0
-
-
-def used_marker(settings: Settings, model: str, commit: str) -> Path:
-    """The file `ModelStore.mark_used` touches when a worker loads `model@commit`."""
-    return used_marker_path(settings.records_dir, model, commit)
-
-
-def cache_bytes(settings: Settings) -> int:
-    """Physical bytes of the repo folders in the volume's cache (each inode once)."""
-    seen: set[tuple[int, int]] = set()
-    total = 0
-    cache = settings.hub_cache
-    repos = [p for p in cache.iterdir() if p.name.startswith("models--")] if cache.is_dir() else []
-    for repo in repos:
-        for root, _dirs, files in os.walk(repo):
-            for name in files:
-                with contextlib.suppress(OSError):
-                    st = os.lstat(os.path.join(root, name))
-                    if stat.S_ISREG(st.st_mode) and (st.st_dev, st.st_ino) not in seen:
-                        seen.add((st.st_dev, st.st_ino))
-                        total += st.st_size
-    return total
+def _repos(settings: StoreSettings, model: str | None = None) -> tuple[CachedRepo, ...]:
+    return scan_volume(settings, model, readonly=False).repos
 
 
 # -- safety ---------------------------------------------------------------------------------------
-def live_lease(settings: Settings, model: str) -> str | None:
+def live_lease(settings: StoreSettings, model: str) -> str | None:
     """Who holds `model`'s download lease, if the lease is live; None when absent, dead or stale."""
-    lease = read_marker(ModelStore(settings).lease_path(model), settings.lease_timeout)
+    lease = read_marker(VolumeLayout.of(settings).lease(model), settings.lease_timeout, volume_clock(settings))
     if lease is None or not lease.live:
         return None
     what = f" to {lease.holder.purpose}" if lease.holder and lease.holder.purpose else ""
@@ -203,29 +127,28 @@ def live_lease(settings: Settings, model: str) -> str | None:
     return f"its lease is held by {who}{what} (heartbeat {lease.age:.0f}s ago)"
 
 
-def _has_partial_download(repo: Path) -> bool:
-    return any((repo / "blobs").glob("*.incomplete"))
+def _has_partial_download(settings: StoreSettings, model: str) -> bool:
+    repo = scan_volume(settings, model, readonly=False).repo(model)
+    return repo is not None and repo.partial
 
 
-def protection(settings: Settings, snap: CachedSnapshot, lease: str | None) -> str | None:
-    """Why `snap` may not be removed now, or None."""
+def protection(
+    settings: StoreSettings, snap: CachedSnapshot, lease: str | None, now: float | None = None
+) -> str | None:
+    """Why `snap` may not be removed now, or None. `now` is the volume's clock."""
     if lease is not None:
         return lease
-    users = live_users(settings, snap.model, snap.commit)
+    users = live_users(settings, snap.model, snap.commit, now)
     if users:
         return "in use by " + ", ".join(u.describe() for u in users)
-    if not snap.has_record and _has_partial_download(snap.repo):
+    if not snap.has_record and _has_partial_download(settings, snap.model):
         return "being downloaded (.incomplete files and no completion record yet)"
     return None
 
 
-def _in_readonly_cache(settings: Settings, path: Path) -> bool:
-    return is_within(real(path), [real(c) for c in settings.readonly_caches])
-
-
 # -- plan -----------------------------------------------------------------------------------------
 def plan_prune(
-    settings: Settings,
+    settings: StoreSettings,
     *,
     keep_bytes: int | None = None,
     older_than: float | None = None,
@@ -235,28 +158,29 @@ def plan_prune(
     while the cache holds over `keep_bytes`."""
     if keep_bytes is None and older_than is None:
         raise ConfigError("prune needs --keep-bytes or --older-than (or both).")
-    now = time.time() if now is None else now
+    now = volume_clock(settings) if now is None else now
     total = cache_bytes(settings)
 
     def wanted(snap: CachedSnapshot, remaining: int) -> bool:
         old = older_than is not None and now - snap.last_used > older_than
         return old or (keep_bytes is not None and remaining > keep_bytes)
 
-    return _plan(settings, scan_cache(settings), wanted, total)
+    return _plan(settings, _repos(settings), wanted, total)
 
 
-def plan_remove(settings: Settings, model: str, revision: str | None = None) -> PrunePlan:
+def plan_remove(settings: StoreSettings, model: str, revision: str | None = None) -> PrunePlan:
     """Evict every snapshot of `model` (or the one `revision` names) that may be removed."""
     check_repo_id(model)
-    snaps = scan_cache(settings, model)
+    repos = _repos(settings, model)
+    snaps = [s for r in repos for s in r.snapshots]
     chosen = [s for s in snaps if revision is None or revision == s.commit or revision in s.refs]
     if not chosen:
         raise _not_on_volume(settings, model, revision)
     commits = {s.commit for s in chosen}
-    return _plan(settings, snaps, lambda s, _remaining: s.commit in commits, cache_bytes(settings))
+    return _plan(settings, repos, lambda s, _remaining: s.commit in commits, cache_bytes(settings))
 
 
-def _not_on_volume(settings: Settings, model: str, revision: str | None) -> StoreError:
+def _not_on_volume(settings: StoreSettings, model: str, revision: str | None) -> StoreError:
     what = f"{model}@{revision}" if revision else model
     for cache in settings.readonly_caches:
         if cache.is_dir() and any(p.name.lower() == repo_folder(model).lower() for p in cache.iterdir()):
@@ -265,12 +189,14 @@ def _not_on_volume(settings: Settings, model: str, revision: str | None) -> Stor
 
 
 def _plan(
-    settings: Settings,
-    snaps: Sequence[CachedSnapshot],
+    settings: StoreSettings,
+    repos: Sequence[CachedRepo],
     wanted: Callable[[CachedSnapshot, int], bool],
     total: int,
 ) -> PrunePlan:
-    leases = {m: live_lease(settings, m) for m in sorted({s.model for s in snaps})}
+    snaps = [s for r in repos for s in r.snapshots]
+    leases = {r.model: live_lease(settings, r.model) for r in repos}
+    now = volume_clock(settings)
     refcount = Counter(b for s in snaps for b in s.blobs)
     remaining = total
     chosen: list[tuple[Eviction, tuple[Path, ...]]] = []
@@ -278,7 +204,7 @@ def _plan(
     for snap in sorted(snaps, key=lambda s: (s.last_used, s.model, s.commit)):
         if not wanted(snap, remaining):
             continue
-        reason = protection(settings, snap, leases[snap.model])
+        reason = protection(settings, snap, leases[snap.model], now)
         if reason is not None:
             kept.append(Kept(snap.model, snap.commit, reason))
             continue
@@ -287,36 +213,37 @@ def _plan(
         freed = snap.own_bytes + sum(_size(b) for b in freed_blobs)
         remaining -= freed
         chosen.append((Eviction(snap, freed), freed_blobs))
-    return PrunePlan(_by_model(settings, chosen), tuple(kept), total)
+    orphans = {r.model: r.unreferenced_blobs for r in repos if r.unreferenced_blobs and leases[r.model] is None}
+    return PrunePlan(_by_model(settings, repos, chosen, orphans), tuple(kept), total)
 
 
-def _by_model(settings: Settings, chosen: Sequence[tuple[Eviction, tuple[Path, ...]]]) -> tuple[ModelPlan, ...]:
-    order = list(dict.fromkeys(e.snapshot.model for e, _ in chosen))
+def _by_model(
+    settings: StoreSettings,
+    repos: Sequence[CachedRepo],
+    chosen: Sequence[tuple[Eviction, tuple[Path, ...]]],
+    orphans: dict[str, tuple[Path, ...]],
+) -> tuple[ModelPlan, ...]:
+    layout = VolumeLayout.of(settings)
     plans = []
-    for model in order:
-        mine = [(e, b) for e, b in chosen if e.snapshot.model == model]
+    for repo in repos:
+        mine = [(e, b) for e, b in chosen if e.snapshot.model == repo.model]
+        if not mine and repo.model not in orphans:
+            continue
         snaps = [e.snapshot for e, _ in mine]
-        repo = snaps[0].repo
         plans.append(
             ModelPlan(
-                model,
-                repo,
+                repo.model,
+                repo.folder.path,
                 tuple(e for e, _ in mine),
-                refs=tuple(repo / "refs" / r for s in snaps for r in s.refs),
-                snapshots=tuple(p for s in snaps for p in (s.path, repo / ".no_exist" / s.commit)),
-                records=tuple(p for s in snaps for p in _record_paths(settings, s)),
+                refs=tuple(p for s in snaps for p in repo.folder.ref_paths(s.refs)),
+                snapshots=tuple(p for s in snaps for p in (s.path, repo.folder.no_exist(s.commit))),
+                records=tuple(p for s in snaps for p in layout.snapshot_records(s.model, s.commit)),
                 blobs=tuple(b for _, blobs in mine for b in blobs),
+                orphans=orphans.get(repo.model, ()),
             )
         )
-    return tuple(plans)
-
-
-def _record_paths(settings: Settings, snap: CachedSnapshot) -> tuple[Path, ...]:
-    return (
-        record_path(settings.records_dir, snap.model, snap.commit),
-        used_marker(settings, snap.model, snap.commit),
-        inuse_dir(settings, snap.model, snap.commit),
-    )
+    order = {e.snapshot.model: i for i, (e, _) in enumerate(chosen)}
+    return tuple(sorted(plans, key=lambda p: order.get(p.model, len(order))))
 
 
 def _size(path: Path) -> int:
@@ -327,19 +254,14 @@ def _size(path: Path) -> int:
 
 
 # -- execute --------------------------------------------------------------------------------------
-def execute(settings: Settings, plan: PrunePlan, *, lease_wait: float = LEASE_WAIT) -> PruneResult:
+def execute(settings: StoreSettings, plan: PrunePlan, *, lease_wait: float = LEASE_WAIT) -> PruneResult:
     """Carry out `plan` model by model, each under its download lease; a busy model is skipped."""
     removed: list[Eviction] = []
     skipped: list[Kept] = []
     freed = 0
     store = ModelStore(settings)
     for mp in plan.models:
-        lease = Lease(
-            store.lease_path(mp.model),
-            timeout=settings.lease_timeout,
-            max_wait=lease_wait,
-            purpose=f"prune {mp.model}",
-        )
+        lease = store.lease(mp.model, f"prune {mp.model}", max_wait=lease_wait)
         try:
             lease.acquire()
         except LeaseTimeout:
@@ -356,7 +278,7 @@ def execute(settings: Settings, plan: PrunePlan, *, lease_wait: float = LEASE_WA
     return PruneResult(tuple(removed), freed, tuple(skipped))
 
 
-def _execute_model(settings: Settings, mp: ModelPlan) -> tuple[list[Eviction], list[Kept], int]:
+def _execute_model(settings: StoreSettings, mp: ModelPlan) -> tuple[list[Eviction], list[Kept], int]:
     """Remove one model's planned snapshots; the caller holds the model's lease."""
     go: list[Eviction] = []
     busy: list[Kept] = []
@@ -376,19 +298,19 @@ def _execute_model(settings: Settings, mp: ModelPlan) -> tuple[list[Eviction], l
         if path.name.removesuffix(".json") in commits:
             _remove_record_path(path)
     freed = sum(e.snapshot.own_bytes for e in go)
-    freed += _remove_blobs(mp.repo, mp.blobs)  # 4. blobs no remaining snapshot points at
+    freed += _remove_blobs(mp.repo, (*mp.blobs, *mp.orphans))  # 4. blobs no remaining snapshot points at
     _tidy(settings, mp)
     for e in go:
         log.info("volcache: removed %s@%s", mp.model, e.snapshot.commit[:8])
     return go, busy, freed
 
 
-def _recheck(settings: Settings, snap: CachedSnapshot) -> str | None:
+def _recheck(settings: StoreSettings, snap: CachedSnapshot) -> str | None:
     users = live_users(settings, snap.model, snap.commit)
     if users:
         return "in use by " + ", ".join(u.describe() for u in users)
     with contextlib.suppress(OSError):
-        if used_marker(settings, snap.model, snap.commit).stat().st_mtime > snap.last_used + 1e-3:
+        if VolumeLayout.of(settings).used_marker(snap.model, snap.commit).stat().st_mtime > snap.last_used + 1e-3:
             return "loaded by a worker since the plan was made"
     return None
 
@@ -404,7 +326,7 @@ def _remove_tree(path: Path, repo: Path) -> None:
     if path.is_symlink():
         path.unlink()
         return
-    if not path.is_dir() or real(repo) not in real(path).parents:
+    if not path.is_dir() or _real(repo) not in _real(path).parents:
         return
     for root, dirs, files in os.walk(path, topdown=False):
         for name in files:
@@ -434,8 +356,9 @@ def _remove_record_path(path: Path) -> None:
 
 def _remove_blobs(repo: Path, planned: Iterable[Path]) -> int:
     """Unlink planned blobs still unreferenced (re-checked now, under the lease); return bytes freed."""
-    blobs_dir = real(repo / "blobs")
-    still = {b for s in (repo / "snapshots").glob("*") if s.is_dir() for b in _snapshot_blobs(repo, s)[0]}
+    folder = RepoFolder(repo)
+    blobs_dir = _real(folder.blobs)
+    still = {b for s in folder.snapshots.glob("*") if s.is_dir() for b in snapshot_blobs(folder, s)[0]}
     freed = 0
     for blob in planned:
         if blob in still or blob.parent != blobs_dir or blob.name.endswith(".incomplete"):
@@ -447,23 +370,12 @@ def _remove_blobs(repo: Path, planned: Iterable[Path]) -> int:
     return freed
 
 
-def _tidy(settings: Settings, mp: ModelPlan) -> None:
+def _tidy(settings: StoreSettings, mp: ModelPlan) -> None:
     """Remove folders the eviction left empty; a folder with anything in it stays."""
-    repo = mp.repo
-    refs = repo / "refs"
-    nested = sorted((p for p in refs.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)) if refs.is_dir() else []
-    folder = repo_folder(mp.model)
-    records = settings.records_dir
-    for d in (
-        *nested,
-        refs,
-        repo / "snapshots",
-        repo / ".no_exist",
-        repo / "blobs",
-        repo,
-        records / "records" / folder,
-        records / "used" / folder,
-        records / "inuse" / folder,
-    ):
+    for d in (*RepoFolder(mp.repo).folders_to_tidy(), *VolumeLayout.of(settings).record_folders_to_tidy(mp.model)):
         with contextlib.suppress(OSError):
             d.rmdir()
+
+
+def _real(path: Path) -> Path:
+    return Path(os.path.realpath(path))

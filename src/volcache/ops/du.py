@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .._store import sha256_file
-from ._walk import WalkResult, WeightFile, iter_unique, real, walk_weights
+from ..store import Filter, WalkResult, WeightFile, iter_unique, walk_weights
+from ..store.integrity import sha256_file
 
 _HEAD = 1024 * 1024
 
@@ -85,7 +86,7 @@ class DuReport:
 
 def measure(locations: Sequence[Location], *, sha256: Callable[[Path], str] | None = None) -> DuReport:
     """Walk each location (never following symlinks) and measure its weight files."""
-    walks = [[walk_weights(root, skip=loc.skip) for root in loc.roots] for loc in locations]
+    walks = [[walk_weights(root, skip=loc.skip, keep=Filter.likely()) for root in loc.roots] for loc in locations]
     usage: list[LocationUsage] = []
     unique_files: list[WeightFile] = []
     seen: set[tuple[int, int]] = set()
@@ -150,7 +151,8 @@ def default_locations(
 ) -> list[Location]:
     """The volume (with the cache if it lives elsewhere), the container disk minus the volume, then `paths`."""
     vol_roots = [volume]
-    if not (real(hub_cache) == real(volume) or real(volume) in real(hub_cache).parents):
+    real = os.path.realpath
+    if not (real(hub_cache) == real(volume) or Path(real(volume)) in Path(real(hub_cache)).parents):
         vol_roots.append(hub_cache)
     locations = [
         Location("volume", tuple(vol_roots)),
