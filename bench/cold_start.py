@@ -91,7 +91,7 @@ def run(
                         }
                         if name == "volcache":
                             entry["started"] = result.json_after(STARTED_PREFIX)
-                        runs[scenario].setdefault(name, []).append(entry)
+                        runs.setdefault(scenario, {}).setdefault(name, []).append(entry)
                         return result
 
                     if name == HAND_WRITTEN:
