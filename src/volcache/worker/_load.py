@@ -82,6 +82,8 @@ def load_context(
     with _phase("import"):
         device = resolve_device(settings.device)
         read_kwargs = from_pretrained_kwargs(strategy)
+        if settings.variant:  # the store downloaded that variant's files only (MODEL_VARIANT)
+            read_kwargs = {**read_kwargs, "variant": settings.variant}
     return LoadContext(
         path=path,
         model=model or settings.served_model_name or settings.model,
