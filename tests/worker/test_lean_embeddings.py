@@ -44,9 +44,10 @@ from volcache.worker.tasks.base import LoadContext
 texts = json.loads(sys.argv[1])
 out = {}
 for folder in sys.argv[2:]:
-    reference = SentenceTransformer(folder, device="cpu", local_files_only=True)
+    kwargs = {"variant": "v1"} if folder.endswith("-variant") else {}  # MODEL_VARIANT=v1
+    reference = SentenceTransformer(folder, device="cpu", local_files_only=True, model_kwargs=kwargs or None)
     try:
-        model = lean.build(lean.plan(Path(folder)), "cpu", {})
+        model = lean.build(lean.plan(Path(folder)), "cpu", kwargs)
         kind = type(model.encoder.model).__name__
     except lean.Unsupported as why:
         model, kind = None, f"unsupported: {why}"
@@ -63,7 +64,7 @@ for folder in sys.argv[2:]:
         row["same_tokens"] = lean_tokens == st_tokens
         row["dimension"] = [model.get_embedding_dimension(), reference.get_embedding_dimension()]
     ctx = LoadContext(path=Path(folder), model="m", task="embeddings", settings=None, device="cpu",
-                      limits=Limits(), strategy="mmap", read_kwargs={})
+                      limits=Limits(), strategy="mmap", read_kwargs=kwargs)
     task = EmbeddingsTask.load(ctx)
     got = np.array(task.embed(texts, normalize=True).vectors)
     want = reference.encode(texts, normalize_embeddings=True, convert_to_numpy=True)
@@ -129,6 +130,10 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         if name in ("max", "cls+mean"):  # no Normalize module: the raw vectors must match too
             (folder / "modules.json").write_text(json.dumps(modules[:2]))
         folders[f"tiny-{name}"] = folder
+    variant = base / "tiny-variant"  # only `model.v1.safetensors`, as the store leaves a MODEL_VARIANT repo
+    shutil.copytree(base / "tiny", variant)
+    (variant / "model.safetensors").rename(variant / "model.v1.safetensors")
+    folders["tiny-variant"] = variant
     return folders
 
 
@@ -144,7 +149,8 @@ def compared(models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "name", ["minilm", "tiny", "roberta", "tiny-cls", "tiny-max", "tiny-sqrt", "tiny-last", "tiny-cls+mean"]
+    "name",
+    ["minilm", "tiny", "roberta", "tiny-cls", "tiny-max", "tiny-sqrt", "tiny-last", "tiny-cls+mean", "tiny-variant"],
 )
 def test_lean_vectors_equal_sentence_transformers(compared: dict[str, dict[str, Any]], name: str) -> None:
     row = compared[name]

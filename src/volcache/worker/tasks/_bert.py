@@ -141,15 +141,17 @@ _LAYER = (
 )
 
 
-def load(folder: Path, device: str, *, read_whole: bool = False) -> BertEncoder:
+def load(folder: Path, device: str, *, read_whole: bool = False, variant: str | None = None) -> BertEncoder:
     """The encoder of the BERT checkpoint in `folder`, its tensors on `device` as they are read.
 
-    `read_whole` (`VOLCACHE_LOAD=read`) reads the file in one call instead of mapping it.
+    `read_whole` (`VOLCACHE_LOAD=read`) reads the file in one call instead of mapping it;
+    `variant` (`MODEL_VARIANT`) reads `model.<variant>.safetensors`, as transformers names it.
     """
     config = BertConfig.read(folder)
-    path = folder / "model.safetensors"
+    name = f"model.{variant}.safetensors" if variant else "model.safetensors"
+    path = folder / name
     if not path.is_file():
-        raise NotBert("no model.safetensors (sharded or .bin checkpoints go through transformers)")
+        raise NotBert(f"no {name} (sharded or .bin checkpoints go through transformers)")
     st = heavy("safetensors.torch")
     if read_whole:
         tensors = {n: t.to(device) for n, t in st.load(path.read_bytes()).items()}

@@ -322,8 +322,9 @@ def pool(mode: str, tokens: Any, attention_mask: Any) -> Any:
 def build(plan: Plan, device: str, model_kwargs: Mapping[str, object]) -> LeanSentenceModel:
     """Load the planned model onto `device`, its weights placed there as they are read.
 
-    `model_kwargs` are transformers' `from_pretrained` arguments for the load strategy and the
-    placement (`disable_mmap`, `device_map`, `dtype`); the plain-torch BERT honours the first.
+    `model_kwargs` are transformers' `from_pretrained` arguments for the load strategy, the
+    variant and the placement (`disable_mmap`, `variant`, `device_map`, `dtype`); the plain-torch
+    BERT honours the first two and places its tensors on `device` itself.
     """
     encoder, positions = _encoder(plan.transformer, device, model_kwargs)
     max_length = plan.max_seq_length or _model_max_length(plan.transformer, positions)
@@ -332,7 +333,13 @@ def build(plan: Plan, device: str, model_kwargs: Mapping[str, object]) -> LeanSe
 
 def _encoder(folder: Path, device: str, model_kwargs: Mapping[str, object]) -> tuple[Encoder, int | None]:
     try:
-        bert = _bert.load(folder, device, read_whole=bool(model_kwargs.get("disable_mmap")))
+        variant = model_kwargs.get("variant")
+        bert = _bert.load(
+            folder,
+            device,
+            read_whole=bool(model_kwargs.get("disable_mmap")),
+            variant=str(variant) if variant else None,
+        )
     except _bert.NotBert as why:
         log.info("volcache: the embeddings encoder loads with transformers (%s)", why)
     else:
