@@ -129,6 +129,11 @@ class WorkerSettings:
     served_model_name: str | None = None  # the model name OpenAI routes report (default MODEL_NAME)
     runpod_job_queue: bool = False  # RUNPOD_WEBHOOK_GET_JOB is set, jobs come from RunPod's queue
     runpod_realtime: bool = False  # RUNPOD_REALTIME_PORT is set, RunPod's realtime API
+    # -- engines (issue 15): which engine runs text generation, and worker-vllm's own variables --
+    engine: str | None = None  # MODEL_ENGINE: "vllm" | "transformers"; None: vLLM where installed and a GPU is visible
+    max_concurrency: int | None = None  # MAX_CONCURRENCY (worker-vllm's name): jobs at once on the vLLM engine
+    # Every upper-case variable as read, for an engine that maps variables to its flags by name (worker-vllm's rule).
+    engine_env: tuple[tuple[str, str], ...] = dataclasses.field(default=(), repr=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -191,6 +196,10 @@ class Settings(WorkerSettings, StoreSettings):
         if variant is not None and not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,31}", variant):
             problems.append(f"MODEL_VARIANT={variant!r} is not a variant name (e.g. MODEL_VARIANT=fp16).")
             variant = None
+        engine = get("MODEL_ENGINE", "").lower() or None
+        if engine not in (None, "vllm", "transformers"):
+            problems.append(f"MODEL_ENGINE={engine!r} is not one of vllm, transformers.")
+            engine = None
         settings = cls(
             volume=volume,
             home=home,
@@ -223,6 +232,9 @@ class Settings(WorkerSettings, StoreSettings):
             debug=flag("VOLCACHE_DEBUG"),
             require_volume=flag("VOLCACHE_REQUIRE_VOLUME"),
             user_home=home_dir,
+            engine=engine,
+            max_concurrency=int(number("MAX_CONCURRENCY", 30, int)) if get("MAX_CONCURRENCY", "") else None,
+            engine_env=tuple(sorted((k, v) for k, v in env.items() if re.fullmatch(r"[A-Z][A-Z0-9_]*", k))),
         )
         problems.extend(_overlap_problems(settings))
         if problems:

@@ -147,8 +147,11 @@ def build_tiny_sentence_transformer(folder: str | Path, *, dim: int = 32, seed: 
     return out
 
 
-def build_tiny_causal_lm(folder: str | Path, *, seed: int = 0) -> Path:
+def build_tiny_causal_lm(folder: str | Path, *, seed: int = 0, hidden_size: int = 32) -> Path:
     """A random 2-layer Llama with a word-level tokenizer and a chat template at `folder`.
+
+    Two attention heads of `hidden_size / 2` each; vLLM's CPU attention needs a head size it
+    supports (64 works, 16 does not), so the vLLM tests build it with `hidden_size=128`.
 
     The special tokens' output rows are zero, so greedy decoding never picks the end-of-sequence
     token: short generations run to `max_new_tokens`, which keeps streaming tests deterministic.
@@ -158,8 +161,8 @@ def build_tiny_causal_lm(folder: str | Path, *, seed: int = 0) -> Path:
     tokenizer = word_tokenizer(chat=True)
     config = transformers.LlamaConfig(
         vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
+        hidden_size=hidden_size,
+        intermediate_size=2 * hidden_size,
         num_hidden_layers=2,
         num_attention_heads=2,
         num_key_value_heads=2,

@@ -146,11 +146,11 @@ class Worker:
 
     def _decode_openai(self, envelope: OpenAIJob, job: JobContext) -> Call:
         route, body, task = envelope.openai_route, envelope.openai_input, self.task
-        if route == _openai.MODELS_ROUTE:
-            return Call(False, lambda: _one(_openai.models_response(self.model_name, self.created)))
-        own = task.openai(route, body)
+        own = task.openai(route, body)  # first: an engine with its own OpenAI server answers /v1/models too
         if own is not None:
             return Call(own.stream, lambda: _iterate(lambda: own.outputs(job), job))
+        if route == _openai.MODELS_ROUTE:
+            return Call(False, lambda: _one(_openai.models_response(self.model_name, self.created)))
         adapter = _openai.ROUTES.get(route)
         if adapter is None:
             served = ", ".join([_openai.MODELS_ROUTE, *_openai.ROUTES])

@@ -21,6 +21,7 @@ from ..store.loading import Prefetch, Strategy, choose_strategy, from_pretrained
 from ._schemas import Limits
 from .tasks import Task, task_class
 from .tasks.base import LoadContext, heavy
+from .tasks.vllm import choose_engine
 
 log = logging.getLogger("volcache.worker")
 
@@ -45,7 +46,7 @@ def load_task(ctx: LoadContext) -> Task[object]:
     is fetched twice), and is awaited at the end, before the warm-up touches the weights.
     Nothing is copied. Inside `load_phases()` the time of each step is recorded.
     """
-    cls = task_class(ctx.task, getattr(ctx.settings, "engine", None))
+    cls = task_class(ctx.task, choose_engine(ctx.settings, ctx.task, ctx.device))
     with _phase("import"):
         if {"transformers", "sentence_transformers", "diffusers"} & set(cls.libraries):
             _quiet_progress_bars()

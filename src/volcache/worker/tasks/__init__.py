@@ -19,6 +19,7 @@ from .base import JobContext, LoadContext, OpenAICall, Task
 TASKS: dict[str | tuple[str, str], str] = {
     "embeddings": "volcache.worker.tasks.embeddings:EmbeddingsTask",
     "text-generation": "volcache.worker.tasks.generation:GenerationTask",
+    ("text-generation", "vllm"): "volcache.worker.tasks.vllm:VllmTask",
 }
 PIPELINE = "volcache.worker.tasks.pipeline:PipelineTask"  # any other transformers pipeline task
 
