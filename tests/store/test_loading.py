@@ -49,3 +49,31 @@ def test_prefetch_reads_every_byte_in_chunks(tmp_path: Path) -> None:
     p = Prefetch(weight_files(snap), threads=3, chunk=1_000_000).start().wait(30)
     assert p.bytes_read == 3_000_000
     assert start_prefetch(snap, "mmap") is None
+
+
+def test_the_prefetch_reads_only_what_a_diffusers_pipeline_opens(tmp_path: Path) -> None:
+    """A whole diffusers repo (RunPod's cached models keep every file): the variant's files, no root checkpoint."""
+    import json
+
+    from volcache.store.selection import Selection
+
+    snap = tmp_path / "snap"
+    (snap / "unet").mkdir(parents=True)
+    (snap / "vae").mkdir()
+    (snap / "model_index.json").write_text(json.dumps({"_class_name": "X", "unet": ["d", "U"], "vae": ["d", "V"]}))
+    for folder in ("unet", "vae"):
+        (snap / folder / "config.json").write_text("{}")
+        (snap / folder / "diffusion_pytorch_model.safetensors").write_bytes(b"0" * 300)
+        (snap / folder / "diffusion_pytorch_model.fp16.safetensors").write_bytes(b"0" * 150)
+    (snap / "sd_xl_base_1.0.safetensors").write_bytes(b"0" * 1000)
+    names = lambda files: sorted(f.relative_to(snap).as_posix() for f in files)  # noqa: E731
+    assert names(weight_files(snap)) == [
+        "unet/diffusion_pytorch_model.safetensors",
+        "vae/diffusion_pytorch_model.safetensors",
+    ]
+    assert names(weight_files(snap, Selection(variant="fp16"))) == [
+        "unet/diffusion_pytorch_model.fp16.safetensors",
+        "vae/diffusion_pytorch_model.fp16.safetensors",
+    ]
+    (snap / "model_index.json").write_text("{not json")  # the selection cannot decide: every weight file
+    assert len(weight_files(snap)) == 5

@@ -22,6 +22,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
+from .._errors import VolcacheError
+from .selection import Selection, deciding_files, plan_selection
+
 log = logging.getLogger("volcache.loading")
 
 Strategy = Literal["mmap", "read", "prefetch"]
@@ -65,10 +68,47 @@ def mount_of(path: Path, mounts_file: str = "/proc/mounts") -> Mount | None:
     return best
 
 
-def weight_files(snapshot: Path) -> list[Path]:
-    """The weight files a load reads, resolved to their blobs, largest first."""
-    files = {p.resolve() for p in snapshot.rglob("*") if p.name.endswith(_LOAD_SUFFIXES) and p.is_file()}
+def weight_files(snapshot: Path, selection: Selection | None = None) -> list[Path]:
+    """The weight files a load reads, resolved to their blobs, largest first.
+
+    A folder may hold more than the loader opens: RunPod's cached models and local folders keep
+    whole repos (a diffusers repo's fp32 and fp16 copies, root single-file checkpoints), so the
+    files are narrowed to those the store's selection keeps for `selection` (the default: no
+    variant). Where the selection cannot decide, every weight file is read.
+    """
+    candidates = [p for p in snapshot.rglob("*") if p.name.endswith(_LOAD_SUFFIXES) and p.is_file()]
+    kept = _selected_paths(snapshot, selection or Selection())
+    if kept is not None:
+        candidates = [p for p in candidates if p.relative_to(snapshot).as_posix() in kept]
+    files = {p.resolve() for p in candidates}
     return sorted(files, key=lambda p: -p.stat().st_size)
+
+
+@dataclasses.dataclass(frozen=True)
+class _LocalFile:
+    path: str
+    size: int
+
+
+_DECIDING_FILE_LIMIT = 16 * 1024 * 1024  # model_index.json, modules.json, indexes: a few kB to a few MB
+
+
+def _selected_paths(snapshot: Path, selection: Selection) -> frozenset[str] | None:
+    """The snapshot's paths the selection keeps, decided from its own small files; None if it cannot say."""
+    try:
+        listing = [
+            _LocalFile(p.relative_to(snapshot).as_posix(), p.stat().st_size) for p in snapshot.rglob("*") if p.is_file()
+        ]
+        contents: dict[str, bytes] = {}
+        while wanted := deciding_files(listing, contents, selection):
+            for path in wanted:
+                target = snapshot / path
+                if target.stat().st_size > _DECIDING_FILE_LIMIT:
+                    return None
+                contents[path] = target.read_bytes()
+        return plan_selection(listing, contents, selection).kept_paths
+    except (OSError, ValueError, VolcacheError):
+        return None
 
 
 def choose_strategy(requested: str, snapshot: Path) -> Strategy:
@@ -228,15 +268,17 @@ def _fuse_max_background(path: Path) -> int | None:
     return max(1, min(value, 64))
 
 
-def start_prefetch(snapshot: Path, strategy: Strategy) -> Prefetch | None:
+def start_prefetch(snapshot: Path, strategy: Strategy, selection: Selection | None = None) -> Prefetch | None:
     """Start reading the weights now, in the background; None unless the strategy is prefetch.
+
+    `selection` is the request's variant and file choice (`weight_files`): only what the loader opens.
 
     Call it as early as possible (the worker does, right after the store resolves the
     snapshot) so the reads overlap the imports; the worker hands it to the loader and awaits it.
     """
     if strategy != "prefetch":
         return None
-    return Prefetch(weight_files(snapshot), threads=prefetch_threads(snapshot)).start()
+    return Prefetch(weight_files(snapshot, selection), threads=prefetch_threads(snapshot)).start()
 
 
 def from_pretrained_kwargs(strategy: Strategy) -> dict[str, object]:

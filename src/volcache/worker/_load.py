@@ -18,6 +18,7 @@ from pathlib import Path
 
 from .._settings import Settings
 from ..store.loading import Prefetch, Strategy, choose_strategy, from_pretrained_kwargs, start_prefetch
+from ..store.selection import Selection
 from ._schemas import Limits
 from .tasks import Task, task_class
 from .tasks.base import LoadContext, heavy
@@ -103,7 +104,11 @@ def load_model(path: Path, task: str, settings: Settings) -> Task[object]:
     the worker builds its `LoadContext` itself, with the prefetch it started when the store resolved).
     """
     strategy = choose_strategy(settings.load, path)
-    return load_task(load_context(path, task, settings, strategy=strategy, prefetch=start_prefetch(path, strategy)))
+    return load_task(
+        load_context(
+            path, task, settings, strategy=strategy, prefetch=start_prefetch(path, strategy, selection_of(settings))
+        )
+    )
 
 
 _load_phases: contextvars.ContextVar[dict[str, float] | None] = contextvars.ContextVar(
@@ -138,3 +143,8 @@ def _quiet_progress_bars() -> None:
     if sys.stderr.isatty():
         return
     heavy("transformers.utils.logging").disable_progress_bar()
+
+
+def selection_of(settings: Settings) -> Selection:
+    """The variant and file choice the settings ask for (`MODEL_VARIANT`, `MODEL_FILE`, `VOLCACHE_INCLUDE`)."""
+    return Selection(settings.variant, settings.model_file, settings.include)

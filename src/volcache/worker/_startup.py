@@ -157,7 +157,8 @@ def prepare(settings: Settings | None = None, *, sdk: SdkImport | None = None) -
         resolution = store.resolve()
         resolution = _hold(store, resolution, settings)
     strategy = choose_strategy(settings.load, resolution.path)  # chosen once, used by the loader
-    prefetch = start_prefetch(resolution.path, strategy)  # reads on while the libraries are imported
+    # Reads on while the libraries are imported: only the files the loader opens for this request.
+    prefetch = start_prefetch(resolution.path, strategy, store.selection)
     go_offline()
     task_name = normalize_task(settings.task) if settings.task else detect_task(resolution.path, resolution.model)
     with clock("load"), load_phases() as load_split, timed_imports() as imports:
