@@ -26,7 +26,7 @@ from pathlib import Path
 from types import TracebackType
 
 from .._errors import LeaseLost, LeaseTimeout
-from .volume import retry_io
+from .volume import Heartbeat, refresh, retry_io
 
 log = logging.getLogger("volcache.lease")
 
@@ -125,8 +125,7 @@ class Lease:
         self.max_wait = max_wait
         self.holder = Holder.me(purpose)
         self.lost = threading.Event()
-        self._stop = threading.Event()
-        self._beat: threading.Thread | None = None
+        self._beat = Heartbeat(self._heartbeat, timeout / 4, "volcache-lease")
         self._on_wait = on_wait
 
     # -- acquire -------------------------------------------------------------------------
@@ -234,30 +233,20 @@ class Lease:
             raise LeaseLost(f"lost the download lease {self.path.name} to another worker; retry.", path=self.path)
 
     def _start_heartbeat(self) -> None:
-        self._stop.clear()
-        self._beat = threading.Thread(target=self._heartbeat, name="volcache-lease", daemon=True)
         self._beat.start()
 
-    def _heartbeat(self) -> None:
-        interval = max(0.05, self.timeout / 4)
-        while not self._stop.wait(interval):
-            if self.taken_by_other():
-                log.error("volcache: lost the lease %s to another worker", self.path.name)
-                self.lost.set()
-                return
-            try:
-                retry_io(lambda: os.utime(self.path), what=" refreshing the lease")
-            except FileNotFoundError:
-                continue
-            except OSError as exc:  # still failing after the retries: try again at the next beat
-                log.warning("volcache: cannot refresh the lease %s: %s", self.path.name, exc)
+    def _heartbeat(self) -> bool:
+        """One beat: stop only when the file names another holder; any I/O error waits for the next beat."""
+        if self.taken_by_other():
+            log.error("volcache: lost the lease %s to another worker", self.path.name)
+            self.lost.set()
+            return False
+        refresh(self.path, "the lease")
+        return True
 
     # -- release -------------------------------------------------------------------------
     def release(self) -> None:
-        self._stop.set()
-        if self._beat is not None:
-            self._beat.join()
-            self._beat = None
+        self._beat.stop()
         if self.owned():
             with contextlib.suppress(FileNotFoundError):
                 self.path.unlink()

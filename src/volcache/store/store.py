@@ -21,7 +21,6 @@ import errno
 import logging
 import os
 import re
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -36,7 +35,7 @@ from .lease import Lease
 from .record import CompletionRecord, read_record, snapshot_mismatches, write_record
 from .scan import find_readonly_snapshot, records_of
 from .selection import RemoteFile, check_repo_id, select_needed
-from .volume import free_bytes, probe_symlinks
+from .volume import free_bytes, probe_symlinks, replace_into
 
 log = logging.getLogger("volcache.store")
 
@@ -348,13 +347,7 @@ def _link(repo: RepoFolder, commit: str, f: RemoteFile) -> None:
     if link.is_symlink() and os.readlink(link) == target:
         return
     link.parent.mkdir(parents=True, exist_ok=True)
-    tmp = link.with_name(f".{link.name}.{uuid.uuid4().hex[:8]}.link")
-    os.symlink(target, tmp)
-    try:
-        os.replace(tmp, link)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    replace_into(link, lambda tmp: os.symlink(target, tmp))
 
 
 def _space_error(model: str, commit: str, p: Preflight, s: StoreSettings) -> InsufficientSpace:

@@ -186,28 +186,21 @@ def weight_bytes(root: Path) -> int:
 
 def tree_bytes(root: Path) -> int:
     """Bytes of the regular files under `root`, each inode once, never following a symlink."""
+    return _unique_bytes(root, follow=False)
+
+
+def snapshot_bytes(snapshot: Path) -> int:
+    """Bytes of the files a snapshot folder shows (its links resolved), each file once."""
+    return _unique_bytes(snapshot, follow=True)
+
+
+def _unique_bytes(root: Path, *, follow: bool) -> int:
     seen: set[tuple[int, int]] = set()
     total = 0
     for folder, _dirs, names in os.walk(root):
         for name in names:
             try:
-                st = os.lstat(os.path.join(folder, name))
-            except OSError:
-                continue
-            if stat.S_ISREG(st.st_mode) and (st.st_dev, st.st_ino) not in seen:
-                seen.add((st.st_dev, st.st_ino))
-                total += st.st_size
-    return total
-
-
-def snapshot_bytes(snapshot: Path) -> int:
-    """Bytes of the files a snapshot folder shows (its links resolved), each file once."""
-    seen: set[tuple[int, int]] = set()
-    total = 0
-    for folder, _dirs, names in os.walk(snapshot):
-        for name in names:
-            try:
-                st = os.stat(os.path.join(folder, name))
+                st = os.stat(os.path.join(folder, name), follow_symlinks=follow)
             except OSError:
                 continue
             if stat.S_ISREG(st.st_mode) and (st.st_dev, st.st_ino) not in seen:
