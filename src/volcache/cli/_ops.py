@@ -86,7 +86,7 @@ def doctor(as_json: bool, container_roots: tuple[Path, ...], skip: tuple[str, ..
 @click.argument("paths", nargs=-1, type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.option("--container-root", "container_roots", multiple=True, type=click.Path(path_type=Path), help=_ROOT_HELP)
-@click.option("--all", "show_all", is_flag=True, help=f"List every duplicate group (default: the {DU_TOP_GROUPS} largest).")
+@click.option("--all", "show_all", is_flag=True, help=f"List every duplicate group (default: {DU_TOP_GROUPS}).")
 def du(paths: tuple[Path, ...], as_json: bool, container_roots: tuple[Path, ...], show_all: bool) -> None:
     """Weight bytes per location (volume, container disk, PATHS) and the duplication ratio.
 
