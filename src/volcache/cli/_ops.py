@@ -326,6 +326,7 @@ def _print_plan(plan: PrunePlan, command: str) -> None:
         click.echo(
             f"    then {_n(len(mp.refs), 'ref')}, {_n(len(mp.evictions), 'snapshot folder')}, its records, "
             f"{_n(len(mp.blobs), 'blob')}"
+            + (f", {_n(len(mp.orphans), 'blob')} no snapshot points at" if mp.orphans else "")
         )
     for k in plan.kept:
         click.echo(f"  kept {k.model}@{k.commit[:8]}: {k.reason}")
