@@ -48,8 +48,8 @@ EXPECTED = {
     "volcache.store": [
         "WEIGHT_SUFFIXES", "CachedRepo", "CachedSnapshot", "CleanupReport", "CompletionRecord", "Filter", "Held",
         "Holder", "InUse", "InUseMarker", "Lease", "ModelStore", "Prefetch", "Preflight", "Protected",
-        "RemoteFile", "RepoFolder", "Resolution", "VolumeLayout", "VolumeScan", "WalkResult", "WeightFile",
-        "cache_bytes", "cache_environment", "check_repo_id", "choose_strategy", "claim_prefetch", "disk_usage",
+        "RemoteFile", "RepoFolder", "Resolution", "Strategy", "VolumeLayout", "VolumeScan", "WalkResult", "WeightFile",
+        "cache_bytes", "cache_environment", "check_repo_id", "choose_strategy", "disk_usage",
         "free_bytes", "from_pretrained_kwargs", "hold_in_use", "in_readonly_cache", "is_mounted",
         "is_weight_file", "iter_unique", "live_users", "model_id_from_folder", "pin", "probe_symlinks",
         "protected_locations", "read_holder", "read_marker", "read_markers", "recorded_models", "records_of",

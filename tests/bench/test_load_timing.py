@@ -1,4 +1,4 @@
-"""The prefetch starts when the snapshot is resolved and is claimed by the load; the load's time is split."""
+"""The prefetch starts when the snapshot is resolved and is passed to the load; the load's time is split."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ import pytest
 
 from tests.conftest import make_settings
 from volcache.store import loading as _loading
-from volcache.store.loading import Prefetch, claim_prefetch, start_prefetch, weight_files
+from volcache.store.loading import Prefetch, start_prefetch, weight_files
 from volcache.worker import _load
 from volcache.worker._startup import process_age
+from volcache.worker.tasks import embeddings
 
 
 def _snapshot(tmp_path: Path, sizes: dict[str, int]) -> Path:
@@ -43,40 +44,59 @@ def test_prefetch_opens_each_file_once_and_reads_every_byte(tmp_path: Path, monk
     assert sorted(opened) == sorted(str(f) for f in weight_files(snap))  # one open per file, not per chunk
 
 
-def test_the_load_claims_the_prefetch_started_at_resolve_once(tmp_path: Path) -> None:
+def test_start_prefetch_only_for_the_prefetch_strategy(tmp_path: Path) -> None:
     snap = _snapshot(tmp_path, {"model.safetensors": 1_000_000})
-    assert start_prefetch(snap, "mmap") is None and claim_prefetch(snap, "read") is None
-    early = start_prefetch(snap, "prefetch")
-    assert early is not None
-    assert claim_prefetch(snap, "mmap") is early  # claimed whatever `auto` says by then
-    later = claim_prefetch(snap, "prefetch")  # nothing left to claim: a new one
-    assert later is not None and later is not early
-    assert later.wait(30).bytes_read == 1_000_000 and early.wait(30).bytes_read == 1_000_000
-    assert _loading._started == {}
+    assert start_prefetch(snap, "mmap") is None and start_prefetch(snap, "read") is None
+    started = start_prefetch(snap, "prefetch")
+    assert started is not None and started.wait(30).bytes_read == 1_000_000
 
 
-def test_load_model_records_import_construct_and_prefetch_wait(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    snap = _snapshot(tmp_path, {"model.safetensors": 500_000})
-    built: list[str] = []
-
+def _fake_sentence_transformers(monkeypatch: pytest.MonkeyPatch, built: list[str]) -> None:
     class SentenceTransformer:
         def __init__(self, folder: str, **kwargs: Any) -> None:
             built.append(folder)
 
     fake = types.SimpleNamespace(SentenceTransformer=SentenceTransformer)
+    monkeypatch.setattr(embeddings, "heavy", lambda name: fake)
     monkeypatch.setattr(_load, "heavy", lambda name: fake)
     monkeypatch.setattr(_load, "resolve_device", lambda requested: "cpu")
     monkeypatch.setattr(_load, "_quiet_progress_bars", lambda: None)
+
+
+def test_load_task_records_import_construct_and_awaits_the_prefetch_it_is_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    snap = _snapshot(tmp_path, {"model.safetensors": 500_000})
+    built: list[str] = []
+    _fake_sentence_transformers(monkeypatch, built)
     settings = make_settings(tmp_path / "volume", VOLCACHE_LOAD="prefetch")
     early = start_prefetch(snap, "prefetch")
     with _load.load_phases() as phases:
-        task = _load.load_model(snap, "embeddings", settings)
+        ctx = _load.load_context(snap, "embeddings", settings, strategy="prefetch", prefetch=early)
+        task = _load.load_task(ctx)
     assert built == [str(snap)] and task.name == "embeddings"
+    assert ctx.prefetch is early and ctx.strategy == "prefetch"  # passed, not looked up
     assert set(phases) == {"import", "construct", "prefetch_wait"}
     assert all(v >= 0 for v in phases.values())
     assert early is not None and early.done  # awaited before the load returned
-    assert _loading._started == {}  # claimed, not started twice
     _load.load_model(snap, "embeddings", make_settings(tmp_path / "volume", VOLCACHE_LOAD="mmap"))  # no recorder: fine
+    assert len(built) == 2
+
+
+def test_the_strategy_is_chosen_once_and_reported_as_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    snap = _snapshot(tmp_path, {"model.safetensors": 500_000})
+    built: list[str] = []
+    _fake_sentence_transformers(monkeypatch, built)
+    choices: list[str] = []
+    real_choose = _loading.choose_strategy
+
+    def counting_choose(requested: str, snapshot: Path) -> _loading.Strategy:
+        choices.append(requested)
+        return real_choose(requested, snapshot)
+
+    monkeypatch.setattr(_load, "choose_strategy", counting_choose)
+    ctx = _load.load_context(snap, "embeddings", make_settings(tmp_path / "volume"), strategy="read")
+    assert ctx.strategy == "read" and choices == []  # a strategy given is used as it is
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from tests.conftest import make_settings
 from tests.faults._support import TrialLog, kill_trials
 from volcache.worker import EmbeddingsTask, GenerationTask, Limits, PipelineTask, Worker
-from volcache.worker._tasks import Generated
+from volcache.worker.tasks.generation import Generated
 
 pytestmark = pytest.mark.faults
 

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import logging
 import struct
+import types
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,10 @@ import pytest
 from tests.conftest import make_settings
 from volcache.worker import EmbeddingsTask, JobError, Limits, PipelineTask, Worker
 from volcache.worker._openai import ChatCompletion, embeddings_response, sse
-from volcache.worker._tasks import Embedded, Generated, StopScanner, jsonable
+from volcache.worker.tasks.base import jsonable
+from volcache.worker.tasks.embeddings import Embedded
+from volcache.worker.tasks.generation import Generated, StopScanner
+from volcache.worker.tasks.pipeline import token_limit
 
 
 class FakeSentenceTransformer:
@@ -103,6 +107,8 @@ def test_openai_routes_on_an_embeddings_worker(tmp_path: Path) -> None:
     assert emb["data"][0]["embedding"] == [pytest.approx(0.6), pytest.approx(0.8), 0.0, 0.0]
     (wrong,) = collect(worker, {"openai_route": "/v1/chat/completions", "openai_input": {"messages": []}})
     assert "MODEL_TASK=text-generation" in wrong["error"]
+    (unknown,) = collect(worker, {"openai_route": "/v1/completions", "openai_input": {"prompt": "x"}})
+    assert "`/v1/completions` is not served" in unknown["error"]
 
 
 def test_concurrency_comes_from_the_settings(tmp_path: Path) -> None:
@@ -120,8 +126,47 @@ def test_pipeline_task_turns_refusals_into_job_errors_and_outputs_into_json(tmp_
     worker = Worker(PipelineTask(pipe, "text-classification"), settings)
     (out,) = collect(worker, {"inputs": "x"})
     assert out == [{"label": "POSITIVE", "score": 0.5, "ids": [0, 1]}]
-    (bad,) = collect(worker, {"inputs": "x", "parameters": {"k": 1}})
+    (bad,) = collect(worker, {"inputs": "x", "parameters": {"top_k": 1}})
     assert bad == {"error": "The text-classification pipeline refused this job: unknown option."}
+    (unknown,) = collect(worker, {"inputs": "x", "parameters": {"k": 1}})
+    assert unknown == {
+        "error": "Invalid text-classification job: `k` is not a parameter of this pipeline "
+        "(allowed: `top_k`, `function_to_apply`, `truncation`)."
+    }
+    (out_of_range,) = collect(worker, {"inputs": "x", "parameters": {"top_k": 0}})
+    assert out_of_range == {
+        "error": "Invalid text-classification job: `parameters.top_k` must be a whole number from 1 to 1000."
+    }
+
+
+class _FakeTokenizer:
+    model_max_length = int(1e30)  # unset, as tiny test tokenizers leave it
+
+    def __call__(self, text: str) -> dict[str, list[int]]:
+        return {"input_ids": [0, *range(len(text.split())), 2]}
+
+
+def test_pipeline_inputs_are_bounded_by_the_models_positions(tmp_path: Path) -> None:
+    """A 200-word input to a RoBERTa-style classifier (514 positions, padding index 1) is refused, not crashed on."""
+    calls: list[Any] = []
+
+    def pipe(inputs: Any, **parameters: Any) -> Any:
+        calls.append(inputs)
+        return [{"label": "POSITIVE", "score": 0.5}]
+
+    config = types.SimpleNamespace(max_position_embeddings=104, pad_token_id=1, model_type="roberta")
+    pipe.tokenizer = _FakeTokenizer()  # type: ignore[attr-defined]
+    pipe.model = types.SimpleNamespace(config=config)  # type: ignore[attr-defined]
+    assert token_limit(pipe) == 102
+    worker = Worker(PipelineTask(pipe, "text-classification"), make_settings(tmp_path / "volume"))
+    (long,) = collect(worker, {"inputs": ["short", " ".join(["word"] * 200)]})
+    assert long == {
+        "error": "Invalid text-classification job: `inputs[1]` has 202 tokens, above this model's limit of 102; "
+        "shorten the text or pass `parameters.truncation: true`."
+    }
+    assert calls == []  # refused before the model ran
+    (fits,) = collect(worker, {"inputs": " ".join(["word"] * 100)})
+    assert fits == [{"label": "POSITIVE", "score": 0.5}]
 
 
 def test_stop_scanner_holds_back_a_possible_stop_sequence() -> None:

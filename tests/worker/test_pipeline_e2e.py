@@ -55,7 +55,9 @@ def test_inference_api_shape(server: WorkerServer) -> None:
 @pytest.mark.parametrize(
     ("job_input", "expected"),
     [
-        ({"inputs": "x", "parameters": {"truncation": "zzz"}}, "text-classification pipeline refused this job: zzz"),
+        ({"inputs": "x", "parameters": {"truncation": "zzz"}}, "`parameters.truncation` must be true or false"),
+        ({"inputs": "x", "parameters": {"zzz": 1}}, "`zzz` is not a parameter of this pipeline"),
+        ({"inputs": " ".join(["word"] * 200)}, "has 202 tokens, above this model's limit of 128"),
         ({"inputs": []}, "`inputs` is empty"),
         ({"input": "x"}, "`input` is not a field"),
         ({"openai_route": "/v1/models", "openai_input": {}, "extra": 1}, "`extra` is not a field"),
@@ -67,6 +69,11 @@ def test_a_bad_job_gets_one_error_sentence_and_the_next_job_succeeds(
     (error,) = server.runsync(job_input)
     assert set(error) == {"error"} and expected in error["error"], error
     assert server.one({"inputs": "fine"})[0]["label"] in LABELS
+
+
+def test_a_long_input_is_truncated_when_the_client_asks(server: WorkerServer) -> None:
+    (out,) = server.one({"inputs": " ".join(["word"] * 200), "parameters": {"truncation": True}})
+    assert out["label"] in LABELS
 
 
 def test_test_input_on_the_classifier(sandbox: Sandbox, hub: HubEmulator, server: WorkerServer) -> None:

@@ -122,7 +122,6 @@ def test_openai_chat_becomes_a_native_request_and_ignores_unknown_fields() -> No
 def test_openai_envelope_and_embeddings() -> None:
     job = validate(OpenAIJob, {"openai_route": "v1/models/"}, LIMITS, what="job")
     assert job.openai_route == "/v1/models" and job.openai_input == {}
-    assert "`/v1/completions` is not served" in error_of(OpenAIJob, {"openai_route": "/v1/completions"})
     emb = validate(OpenAIEmbeddingsRequest, {"input": "x", "encoding_format": "base64"}, LIMITS, what="job")
     assert emb.encoding_format == "base64"
     assert "`encoding_format`" in error_of(OpenAIEmbeddingsRequest, {"input": "x", "encoding_format": "int8"})
@@ -134,3 +133,28 @@ def test_pipeline_inputs() -> None:
     assert "`inputs` is empty" in error_of(PipelineRequest, {"inputs": []})
     assert "holds 5 inputs" in error_of(PipelineRequest, {"inputs": ["a"] * 5})
     assert "VOLCACHE_MAX_INPUT_CHARS" in error_of(PipelineRequest, {"inputs": {"question": "q" * 30}})
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ({"prompt": "x", "temperature": 1e-45}, "`temperature` is 1e-45, but must be 0 (greedy) or at least 0.01"),
+        ({"prompt": "x", "temperature": 1e9}, "`temperature` should be less than or equal to 100"),
+        ({"prompt": "x", "repetition_penalty": 1e-300}, "`repetition_penalty` should be greater than or equal to 0.01"),
+        ({"prompt": "x", "seed": -1}, "`seed` should be greater than or equal to 0"),
+        ({"prompt": "x", "seed": 2**32}, "`seed` should be less than 4294967296"),
+        ({"prompt": "a\ud800b"}, "`prompt` holds a lone surrogate ('\\ud800') at character 1 of `prompt`"),
+        ({"prompt": "x", "stop": ["\udfff"]}, "lone surrogate ('\\udfff') at character 0 of `stop[0]`"),
+    ],
+)
+def test_sampling_values_that_would_make_nan_probabilities_are_job_errors(data: dict[str, Any], expected: str) -> None:
+    assert expected in error_of(GenerationRequest, data)
+
+
+def test_lone_surrogates_and_openai_bounds() -> None:
+    assert "lone surrogate" in error_of(EmbeddingsRequest, {"input": ["ok", "\ud83d"]})
+    assert "`input[1]`" in error_of(EmbeddingsRequest, {"input": ["ok", "\ud83d"]})
+    chat = {"messages": [{"role": "user", "content": "x"}]}
+    assert "at least 0.01" in error_of(OpenAIChatRequest, {**chat, "temperature": 1e-30})
+    assert "`seed` should be less than 4294967296" in error_of(OpenAIChatRequest, {**chat, "seed": 2**40})
+    assert validate(GenerationRequest, {"prompt": "x", "temperature": 0, "seed": 2**32 - 1}, LIMITS, what="job").seed

@@ -15,9 +15,10 @@ from click.testing import CliRunner
 from tests.conftest import REPO_ROOT, make_settings, subprocess_env
 from volcache import ConfigError, ModelStore, Resolution, Settings
 from volcache.cli import cli
-from volcache.worker import STARTED_PREFIX, StartupReport, Worker, detect_task, normalize_task
+from volcache.worker import STARTED_PREFIX, StartupReport, Worker, _load, detect_task, normalize_task
 from volcache.worker import _startup as startup
 from volcache.worker._startup import disk_facts, runs_once, snapshot_bytes, tree_bytes, weight_bytes
+from volcache.worker.tasks.base import LoadContext
 
 
 def test_prepare_runs_the_phases_in_the_contract_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -50,8 +51,8 @@ def test_prepare_runs_the_phases_in_the_contract_order(tmp_path: Path, monkeypat
         def warmup(self) -> None:
             calls.append("warmup")
 
-    def load(path: Path, task: str, s: Settings) -> Task:
-        calls.append(f"load {task} {path.name}")
+    def load(ctx: LoadContext) -> Task:
+        calls.append(f"load {ctx.task} {ctx.path.name}")
         return Task()
 
     monkeypatch.setattr(startup, "pin", lambda s: calls.append("pin"))
@@ -63,8 +64,8 @@ def test_prepare_runs_the_phases_in_the_contract_order(tmp_path: Path, monkeypat
     monkeypatch.setattr(startup, "remove_stale_caches", cleanup)
     monkeypatch.setattr(startup, "ModelStore", Store)
     monkeypatch.setattr(startup, "go_offline", lambda: calls.append("offline"))
-    monkeypatch.setattr(startup, "load_model", load)
-    monkeypatch.setattr(startup, "resolve_device", lambda requested: "cpu")
+    monkeypatch.setattr(startup, "load_task", load)
+    monkeypatch.setattr(_load, "resolve_device", lambda requested: "cpu")
     worker, report = startup.prepare(settings)
     for held in startup._HELD:
         held.release()

@@ -15,7 +15,7 @@ from .cleanup import CleanupReport, Protected, protected_locations, remove_stale
 from .inuse import InUse, InUseMarker, hold_in_use, live_users, read_marker, read_markers, volume_clock
 from .layout import RepoFolder, VolumeLayout, model_id_from_folder, repo_folder
 from .lease import Holder, Lease, read_holder
-from .loading import Prefetch, choose_strategy, claim_prefetch, from_pretrained_kwargs, start_prefetch
+from .loading import Prefetch, Strategy, choose_strategy, from_pretrained_kwargs, start_prefetch
 from .pin import cache_environment, pin
 from .record import CompletionRecord
 from .scan import (
@@ -53,6 +53,7 @@ __all__ = [
     "RemoteFile",
     "RepoFolder",
     "Resolution",
+    "Strategy",
     "VolumeLayout",
     "VolumeScan",
     "WalkResult",
@@ -61,7 +62,6 @@ __all__ = [
     "cache_environment",
     "check_repo_id",
     "choose_strategy",
-    "claim_prefetch",
     "disk_usage",
     "free_bytes",
     "from_pretrained_kwargs",

@@ -172,34 +172,14 @@ class Prefetch:
         return os.preadv(fd, [buf], offset)
 
 
-_started: dict[str, Prefetch] = {}
-_started_lock = threading.Lock()
-
-
 def start_prefetch(snapshot: Path, strategy: Strategy) -> Prefetch | None:
     """Start reading the weights now, in the background; None unless the strategy is prefetch.
 
     Call it as early as possible (the worker does, right after the store resolves the
-    snapshot) so the reads overlap the imports; `claim_prefetch` hands it to the loader.
+    snapshot) so the reads overlap the imports; the worker hands it to the loader and awaits it.
     """
     if strategy != "prefetch":
         return None
-    prefetch = Prefetch(weight_files(snapshot)).start()
-    with _started_lock:
-        _started[os.path.realpath(snapshot)] = prefetch
-    return prefetch
-
-
-def claim_prefetch(snapshot: Path, strategy: Strategy) -> Prefetch | None:
-    """The prefetch `start_prefetch` began for `snapshot` (once), else a new one if `strategy` is prefetch.
-
-    An earlier prefetch is claimed whatever `strategy` says now: it may itself have put the
-    weights in the page cache, after which `auto` would choose `mmap` for the same snapshot.
-    """
-    with _started_lock:
-        prefetch = _started.pop(os.path.realpath(snapshot), None)
-    if prefetch is not None or strategy != "prefetch":
-        return prefetch
     return Prefetch(weight_files(snapshot)).start()
 
 

@@ -13,9 +13,10 @@ Lifecycle, as LitServe states it for its servers:
 3. **predict**: the model runs in a thread, off RunPod's event loop; streams yield as they go;
 4. **encode**: the result becomes volcache's native output or OpenAI's shape.
 
-Tasks (`MODEL_TASK`, detected from the model's files when unset): `embeddings`
-(sentence-transformers), `text-generation` (prompt or chat messages, streaming), and any other
-transformers pipeline task through `{"inputs": ..., "parameters": {...}}`. OpenAI input as
+Tasks (`MODEL_TASK`, detected from the model's files when unset) live in `volcache.worker.tasks`,
+one file each behind one interface (`Task`): `embeddings` (sentence-transformers),
+`text-generation` (prompt or chat messages, streaming), and any other transformers pipeline task
+through `{"inputs": ..., "parameters": {...}}`. OpenAI input as
 RunPod's workers take it: `{"openai_route": "/v1/embeddings" | "/v1/chat/completions" |
 "/v1/models", "openai_input": {...}}`.
 
@@ -26,19 +27,27 @@ Importing this package imports neither torch nor any Hugging Face library: that 
 from __future__ import annotations
 
 from ._handler import Worker
-from ._load import detect_task, load_model, normalize_task
+from ._load import load_model, load_task
 from ._schemas import JobError, Limits
 from ._startup import RESULT_PREFIX, STARTED_PREFIX, DiskFacts, StartupReport, go_offline, main, prepare, start
-from ._tasks import EmbeddingsTask, GenerationTask, PipelineTask, Task
+from .tasks import TASKS, detect_task, normalize_task, task_class
+from .tasks.base import JobContext, LoadContext, OpenAICall, Task
+from .tasks.embeddings import EmbeddingsTask
+from .tasks.generation import GenerationTask
+from .tasks.pipeline import PipelineTask
 
 __all__ = [
     "RESULT_PREFIX",
     "STARTED_PREFIX",
+    "TASKS",
     "DiskFacts",
     "EmbeddingsTask",
     "GenerationTask",
+    "JobContext",
     "JobError",
     "Limits",
+    "LoadContext",
+    "OpenAICall",
     "PipelineTask",
     "StartupReport",
     "Task",
@@ -46,8 +55,10 @@ __all__ = [
     "detect_task",
     "go_offline",
     "load_model",
+    "load_task",
     "main",
     "normalize_task",
     "prepare",
     "start",
+    "task_class",
 ]

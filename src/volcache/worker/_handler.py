@@ -17,25 +17,15 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import threading
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any
 
 from .._settings import Settings
 from . import _openai
-from ._schemas import (
-    EmbeddingsRequest,
-    GenerationRequest,
-    JobError,
-    Limits,
-    OpenAIChatRequest,
-    OpenAIEmbeddingsRequest,
-    OpenAIJob,
-    PipelineRequest,
-    validate,
-)
-from ._tasks import EmbeddingsTask, Generated, GenerationTask, PipelineTask, Task, one_line
+from ._schemas import JobError, Limits, OpenAIJob, quote_name, validate
+from .tasks.base import JobContext, Task, one_line
 
 log = logging.getLogger("volcache.worker")
 _END = object()
@@ -69,7 +59,7 @@ class Worker:
     with the job id and traceback and becomes `{"error": ...}` too. The worker keeps serving.
     """
 
-    def __init__(self, task: Task, settings: Settings, model_name: str | None = None) -> None:
+    def __init__(self, task: Task[Any], settings: Settings, model_name: str | None = None) -> None:
         self.task = task
         self.settings = settings
         self.limits = Limits.from_settings(settings)
@@ -98,15 +88,30 @@ class Worker:
         return outputs[0] if outputs else None
 
     def concurrency_modifier(self, current: int) -> int:
-        """RunPod asks how many jobs this worker takes at once: `VOLCACHE_CONCURRENCY`."""
-        return self.settings.concurrency
+        """RunPod asks how many jobs this worker takes at once: the task's own number, else `VOLCACHE_CONCURRENCY`."""
+        return self.task.concurrency or self.settings.concurrency
+
+    def _progress_reporter(self, job: Any) -> Callable[[str | dict[str, Any]], None] | None:
+        """RunPod's `progress_update` for this job, where the SDK is imported (it is, once serving)."""
+        update = getattr(sys.modules.get("runpod.serverless"), "progress_update", None)
+        if not isinstance(job, Mapping) or "id" not in job or not callable(update):
+            return None
+
+        def report(progress: str | dict[str, Any]) -> None:
+            try:
+                update(dict(job), progress)
+            except Exception:  # progress is a courtesy: never fail the job for it
+                log.debug("volcache: progress update failed", exc_info=True)
+
+        return report
 
     # -- the error boundary --------------------------------------------------------------------
     async def _guarded(self, job: Mapping[str, Any], on_decoded: Callable[[Call], None] | None) -> AsyncIterator[Any]:
         job_id = str(job.get("id", "?")) if isinstance(job, Mapping) else "?"
         started = time.perf_counter()
         try:
-            call = self.decode(job.get("input") if isinstance(job, Mapping) else None)
+            context = JobContext(job_id, self.model_name, on_progress=self._progress_reporter(job))
+            call = self.decode(job.get("input") if isinstance(job, Mapping) else None, context)
             if on_decoded is not None:
                 on_decoded(call)
             async for item in call.outputs():
@@ -125,39 +130,38 @@ class Worker:
             log.info("volcache: job %s done in %.3fs", job_id, time.perf_counter() - started)
 
     # -- decode ----------------------------------------------------------------------------------
-    def decode(self, payload: Any) -> Call:
+    def decode(self, payload: Any, job: JobContext | None = None) -> Call:
         """Validate a job's input into a `Call`; `JobError` when it cannot be run."""
+        job = job or JobContext("?", self.model_name)
         if not isinstance(payload, dict):
             raise JobError(
                 'The job has no input object; send {"input": {...}}, e.g. {"input": {"input": ["some text"]}} '
                 'or {"input": {"openai_route": "/v1/models"}}.'
             )
         if "openai_route" in payload or "openai_input" in payload:
-            return self._decode_openai(validate(OpenAIJob, payload, self.limits, what="OpenAI job"))
+            return self._decode_openai(validate(OpenAIJob, payload, self.limits, what="OpenAI job"), job)
         task = self.task
-        if isinstance(task, EmbeddingsTask):
-            emb = validate(EmbeddingsRequest, payload, self.limits, what="embeddings job")
-            return Call(False, lambda: self._embed(emb))
-        if isinstance(task, GenerationTask):
-            gen = validate(GenerationRequest, payload, self.limits, what="text-generation job")
-            return Call(gen.stream, lambda: self._generate(gen))
-        req = validate(PipelineRequest, payload, self.limits, what=f"{task.name} job")
-        return Call(False, lambda: self._pipeline(task, req))
+        request = task.decode(payload)
+        return Call(task.streams(request), lambda: _iterate(lambda: task.run(request, job), job))
 
-    def _decode_openai(self, job: OpenAIJob) -> Call:
-        route, task = job.openai_route, self.task
-        if route == "/v1/models":
+    def _decode_openai(self, envelope: OpenAIJob, job: JobContext) -> Call:
+        route, body, task = envelope.openai_route, envelope.openai_input, self.task
+        if route == _openai.MODELS_ROUTE:
             return Call(False, lambda: _one(_openai.models_response(self.model_name, self.created)))
-        if route == "/v1/embeddings":
-            if not isinstance(task, EmbeddingsTask):
-                raise JobError(self._wrong_task(route, "embeddings"))
-            emb = validate(OpenAIEmbeddingsRequest, job.openai_input, self.limits, what="/v1/embeddings request")
-            return Call(False, lambda: self._openai_embeddings(task, emb))
-        if not isinstance(task, GenerationTask):
-            raise JobError(self._wrong_task(route, "text-generation"))
-        chat = validate(OpenAIChatRequest, job.openai_input, self.limits, what="/v1/chat/completions request")
-        gen = validate(GenerationRequest, chat.generation(), self.limits, what="/v1/chat/completions request")
-        return Call(chat.stream, lambda: self._openai_chat(task, chat, gen))
+        own = task.openai(route, body)
+        if own is not None:
+            return Call(own.stream, lambda: _iterate(lambda: own.outputs(job), job))
+        adapter = _openai.ROUTES.get(route)
+        if adapter is None:
+            served = ", ".join([_openai.MODELS_ROUTE, *_openai.ROUTES])
+            raise JobError(f"Invalid OpenAI job: `openai_route` {quote_name(route)} is not served (use {served}).")
+        if adapter.task != task.name:
+            raise JobError(self._wrong_task(route, adapter.task))
+        request, state = adapter.decode(body, self.limits)
+        return Call(
+            adapter.streams(state),
+            lambda: _iterate(lambda: adapter.encode(task.run(request, job), state, self.model_name), job),
+        )
 
     def _wrong_task(self, route: str, needed: str) -> str:
         return (
@@ -165,67 +169,20 @@ class Worker:
             f"send it to a worker started with MODEL_TASK={needed}."
         )
 
-    # -- predict and encode ------------------------------------------------------------------
-    async def _embed(self, req: EmbeddingsRequest) -> AsyncIterator[Any]:
-        task = self.task
-        assert isinstance(task, EmbeddingsTask)
-        embedded = await asyncio.to_thread(task.embed, req.input, normalize=req.normalize, dimensions=req.dimensions)
-        yield {
-            "embeddings": embedded.vectors,
-            "dimensions": embedded.dimensions,
-            "model": self.model_name,
-            "usage": {"prompt_tokens": embedded.prompt_tokens},
-        }
 
-    async def _openai_embeddings(self, task: EmbeddingsTask, req: OpenAIEmbeddingsRequest) -> AsyncIterator[Any]:
-        embedded = await asyncio.to_thread(task.embed, req.input, normalize=True, dimensions=req.dimensions)
-        yield _openai.embeddings_response(self.model_name, embedded, req.encoding_format)
+async def _iterate(start: Callable[[], Iterator[Any]], job: JobContext) -> AsyncIterator[Any]:
+    """The items of a task's blocking iterator, each fetched in a thread, off the event loop.
 
-    async def _generate(self, req: GenerationRequest) -> AsyncIterator[Any]:
-        task = self.task
-        assert isinstance(task, GenerationTask)
-        if not req.stream:
-            done = await asyncio.to_thread(lambda: task.generate(task.prepare(req)))
-            yield {"generated_text": done.text, "finish_reason": done.finish_reason, "usage": done.usage}
-            return
-        async for piece in self._stream(task, req):
-            if isinstance(piece, Generated):
-                yield {"text": "", "finish_reason": piece.finish_reason, "usage": piece.usage}
-            else:
-                yield {"text": piece}
-
-    async def _openai_chat(
-        self, task: GenerationTask, chat: OpenAIChatRequest, req: GenerationRequest
-    ) -> AsyncIterator[Any]:
-        completion = _openai.ChatCompletion(self.model_name)
-        if not chat.stream:
-            done = await asyncio.to_thread(lambda: task.generate(task.prepare(req)))
-            yield completion.response(done)
-            return
-        yield _openai.sse(completion.chunk({"role": "assistant", "content": ""}))
-        async for piece in self._stream(task, req):
-            if isinstance(piece, Generated):
-                yield _openai.sse(completion.chunk({}, piece.finish_reason))
-                if chat.stream_options is not None and chat.stream_options.include_usage:
-                    yield _openai.sse(completion.chunk({}, usage=piece.usage))
-            else:
-                yield _openai.sse(completion.chunk({"content": piece}))
-        yield _openai.SSE_DONE
-
-    async def _stream(self, task: GenerationTask, req: GenerationRequest) -> AsyncIterator[str | Generated]:
-        """Text deltas, then the `Generated` summary; the blocking iterator runs in a thread."""
-        prompt = await asyncio.to_thread(task.prepare, req)
-        cancel = threading.Event()
-        pieces: Iterator[str | Generated] = task.stream(prompt, cancel)
-        try:
-            while (piece := await asyncio.to_thread(next, pieces, _END)) is not _END:
-                yield piece  # type: ignore[misc]
-        finally:
-            cancel.set()  # the client went away or the job ended: stop generating at the next token
-            await asyncio.to_thread(_close, pieces)
-
-    async def _pipeline(self, task: PipelineTask, req: PipelineRequest) -> AsyncIterator[Any]:
-        yield await asyncio.to_thread(task.run, req)
+    When the job ends early (the client went away, the stream was closed), `job.cancelled` is
+    set first so a generation stops at its next token, then the iterator is closed.
+    """
+    items = await asyncio.to_thread(start)
+    try:
+        while (item := await asyncio.to_thread(next, items, _END)) is not _END:
+            yield item
+    finally:
+        job.cancelled.set()
+        await asyncio.to_thread(_close, items)
 
 
 async def _one(item: Any) -> AsyncIterator[Any]:

@@ -1,4 +1,8 @@
-"""OpenAI's response shapes for RunPod's `openai_route` jobs: models, embeddings, chat completions.
+"""OpenAI's routes as an adapter over the task interface, and OpenAI's response shapes.
+
+Each `Route` turns an OpenAI request body into the native payload of the task that serves it,
+and that task's native answer back into OpenAI's shape, so a task implements one interface and
+gets its OpenAI route for free; `ROUTES` lists them (`/v1/models` is answered by the worker).
 
 RunPod's OpenAI-compatible endpoint (`https://api.runpod.ai/v2/<id>/openai/v1`) wraps a request
 as `{"openai_route": ..., "openai_input": ...}` and relays what the worker yields. As in RunPod's
@@ -8,14 +12,20 @@ vLLM worker, a streamed chat completion is yielded as server-sent-event text, on
 
 from __future__ import annotations
 
+import abc
 import base64
 import json
 import struct
 import time
 import uuid
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, ClassVar, Generic, TypeVar
 
-from ._tasks import Embedded, FinishReason, Generated
+from ._schemas import EmbeddingsRequest, GenerationRequest, Limits, OpenAIChatRequest, OpenAIEmbeddingsRequest, validate
+from .tasks.embeddings import Embedded
+from .tasks.generation import FinishReason, Generated
+
+StateT = TypeVar("StateT")
 
 SSE_DONE = "data: [DONE]\n\n"
 
@@ -97,3 +107,78 @@ class ChatCompletion:
 def sse(payload: dict[str, Any]) -> str:
     """One server-sent event carrying `payload` as JSON."""
     return f"data: {json.dumps(payload, separators=(',', ':'))}\n\n"
+
+
+# -- the adapter ------------------------------------------------------------------------------------
+class Route(abc.ABC, Generic[StateT]):
+    """One OpenAI route served through a task's native interface."""
+
+    path: ClassVar[str]
+    task: ClassVar[str]  # the name of the task that serves it
+
+    @abc.abstractmethod
+    def decode(self, body: dict[str, Any], limits: Limits) -> tuple[Any, StateT]:
+        """The task's native request (what its `run` takes), and what `encode` needs of the OpenAI body."""
+
+    def streams(self, state: StateT) -> bool:
+        return False
+
+    @abc.abstractmethod
+    def encode(self, outputs: Iterator[Any], state: StateT, model: str) -> Iterator[Any]:
+        """The task's native output items in OpenAI's shape."""
+
+
+class EmbeddingsRoute(Route[OpenAIEmbeddingsRequest]):
+    path = "/v1/embeddings"
+    task = "embeddings"
+
+    def decode(self, body: dict[str, Any], limits: Limits) -> tuple[EmbeddingsRequest, OpenAIEmbeddingsRequest]:
+        req = validate(OpenAIEmbeddingsRequest, body, limits, what=f"{self.path} request")
+        # Validated once, limits included: the native request is built from the checked fields.
+        native = EmbeddingsRequest.model_construct(input=req.input, normalize=True, dimensions=req.dimensions)
+        return native, req
+
+    def encode(self, outputs: Iterator[Any], state: OpenAIEmbeddingsRequest, model: str) -> Iterator[Any]:
+        for out in outputs:
+            embedded = Embedded(out["embeddings"], out["dimensions"], out["usage"]["prompt_tokens"])
+            yield embeddings_response(model, embedded, state.encoding_format)
+
+
+class ChatRoute(Route[OpenAIChatRequest]):
+    path = "/v1/chat/completions"
+    task = "text-generation"
+
+    def decode(self, body: dict[str, Any], limits: Limits) -> tuple[GenerationRequest, OpenAIChatRequest]:
+        chat = validate(OpenAIChatRequest, body, limits, what=f"{self.path} request")
+        # The messages stay the validated objects (pydantic does not parse them again); only the
+        # worker's limits are checked on the native request.
+        native = validate(GenerationRequest, chat.generation(), limits, what=f"{self.path} request")
+        return native, chat
+
+    def streams(self, state: OpenAIChatRequest) -> bool:
+        return state.stream
+
+    def encode(self, outputs: Iterator[Any], state: OpenAIChatRequest, model: str) -> Iterator[Any]:
+        completion = ChatCompletion(model)
+        if not state.stream:
+            for out in outputs:
+                usage = out["usage"]
+                yield completion.response(
+                    Generated(
+                        out["generated_text"], usage["prompt_tokens"], usage["completion_tokens"], out["finish_reason"]
+                    )
+                )
+            return
+        yield sse(completion.chunk({"role": "assistant", "content": ""}))
+        for out in outputs:
+            if "finish_reason" in out:
+                yield sse(completion.chunk({}, out["finish_reason"]))
+                if state.stream_options is not None and state.stream_options.include_usage:
+                    yield sse(completion.chunk({}, usage=out["usage"]))
+            else:
+                yield sse(completion.chunk({"content": out["text"]}))
+        yield SSE_DONE
+
+
+ROUTES: dict[str, Route[Any]] = {route.path: route for route in (EmbeddingsRoute(), ChatRoute())}
+MODELS_ROUTE = "/v1/models"

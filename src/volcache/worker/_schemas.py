@@ -42,6 +42,15 @@ class Limits:
         return cls(settings.max_batch, settings.max_input_chars, settings.max_new_tokens)
 
 
+# Bounds that keep sampling finite: outside them the probabilities overflow to NaN inside torch.
+MIN_TEMPERATURE = 1e-2
+MAX_TEMPERATURE = 100.0
+MIN_PENALTY = 1e-2
+MAX_PENALTY = 100.0
+# numpy's seed (transformers' `set_seed` seeds it too) takes 0 <= seed < 2**32.
+Seed = Annotated[int, Field(ge=0, lt=2**32)]
+
+
 def _limits(info: ValidationInfo) -> Limits:
     context = info.context or {}
     limits = context.get("limits") if isinstance(context, dict) else None
@@ -65,6 +74,8 @@ def check_texts(texts: list[str], limits: Limits, field: str) -> list[str]:
     """Refuse an empty batch, a batch above `max_batch` and texts above `max_input_chars`."""
     if not texts:
         raise ValueError("is empty, but a job needs at least one text")
+    for i, text in enumerate(texts):
+        check_unicode(text, f"{field}[{i}]" if len(texts) > 1 else field)
     if len(texts) > limits.max_batch:
         raise ValueError(
             f"holds {len(texts)} texts, above this worker's limit of {limits.max_batch} (VOLCACHE_MAX_BATCH)"
@@ -77,6 +88,18 @@ def check_texts(texts: list[str], limits: Limits, field: str) -> list[str]:
                 f"{limits.max_input_chars} (VOLCACHE_MAX_INPUT_CHARS)"
             )
     return texts
+
+
+def check_unicode(text: str, where: str) -> str:
+    """Refuse a lone surrogate (JSON's `\\ud800` escape): tokenizers cannot encode it and fail deep inside."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(
+            f"holds a lone surrogate ({text[exc.start]!r}) at character {exc.start} of `{where}`; "
+            "send valid Unicode text"
+        ) from None
+    return text
 
 
 class _Strict(BaseModel):
@@ -149,13 +172,22 @@ class GenerationParameters(_Strict):
     """Sampling parameters with transformers' names; `temperature` 0 means greedy decoding."""
 
     max_new_tokens: int | None = Field(default=None, gt=0)
-    temperature: float | None = Field(default=None, ge=0)
+    temperature: float | None = Field(default=None, ge=0, le=MAX_TEMPERATURE)
     top_p: float | None = Field(default=None, gt=0, le=1)
     top_k: int | None = Field(default=None, ge=0)
-    repetition_penalty: float | None = Field(default=None, gt=0)
+    repetition_penalty: float | None = Field(default=None, ge=MIN_PENALTY, le=MAX_PENALTY)
     do_sample: bool | None = None
-    seed: int | None = None
+    seed: Seed | None = None
     stop: Stop = Field(default_factory=list, max_length=16)
+
+    @field_validator("temperature")
+    @classmethod
+    def _temperature(cls, value: float | None) -> float | None:
+        # A tiny positive temperature divides the logits into infinities: the probabilities become
+        # NaN and sampling fails inside torch. 0 means greedy.
+        if value is not None and 0 < value < MIN_TEMPERATURE:
+            raise ValueError(f"is {value}, but must be 0 (greedy) or at least {MIN_TEMPERATURE}")
+        return value
 
     @field_validator("max_new_tokens")
     @classmethod
@@ -170,6 +202,8 @@ class GenerationParameters(_Strict):
     def _no_empty_stop(cls, value: list[str]) -> list[str]:
         if any(not s for s in value):
             raise ValueError("holds an empty string, but a stop sequence needs at least one character")
+        for i, stop in enumerate(value):
+            check_unicode(stop, f"stop[{i}]")
         return value
 
 
@@ -255,9 +289,6 @@ class PipelineRequest(_Strict):
 
 
 # -- OpenAI ----------------------------------------------------------------------------------------------
-OPENAI_ROUTES = ("/v1/models", "/v1/embeddings", "/v1/chat/completions")
-
-
 class OpenAIJob(_Strict):
     """RunPod's OpenAI envelope: `{"openai_route": "/v1/...", "openai_input": {...}}`."""
 
@@ -266,11 +297,8 @@ class OpenAIJob(_Strict):
 
     @field_validator("openai_route")
     @classmethod
-    def _known_route(cls, value: str) -> str:
-        route = "/" + value.strip().strip("/")
-        if route not in OPENAI_ROUTES:
-            raise ValueError(f"{quote_name(value)} is not served (use {', '.join(OPENAI_ROUTES)})")
-        return route
+    def _route(cls, value: str) -> str:
+        return "/" + value.strip().strip("/")
 
 
 class OpenAIEmbeddingsRequest(_Lenient):
@@ -304,12 +332,19 @@ class OpenAIChatRequest(_Lenient):
     stream: bool = False
     stream_options: StreamOptions | None = None
     stop: Stop | None = None
-    seed: int | None = None
+    seed: Seed | None = None
+
+    @field_validator("temperature")
+    @classmethod
+    def _temperature(cls, value: float | None) -> float | None:
+        if value is not None and 0 < value < MIN_TEMPERATURE:
+            raise ValueError(f"is {value}, but must be 0 (greedy) or at least {MIN_TEMPERATURE}")
+        return value
 
     def generation(self) -> dict[str, Any]:
         """The same request in volcache's native generation form."""
         params: dict[str, Any] = {
-            "messages": [m.model_dump(exclude_none=True) for m in self.messages],
+            "messages": list(self.messages),
             "max_new_tokens": self.max_completion_tokens or self.max_tokens,
             "temperature": self.temperature,
             "top_p": self.top_p,

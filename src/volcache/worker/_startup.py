@@ -42,8 +42,9 @@ from ..store import (
     weight_bytes,
 )
 from ._handler import Worker
-from ._load import detect_task, load_model, load_phases, normalize_task, resolve_device
+from ._load import load_context, load_phases, load_task
 from ._sdk import SdkImport
+from .tasks import detect_task, normalize_task
 
 log = logging.getLogger("volcache.worker")
 
@@ -149,12 +150,13 @@ def prepare(settings: Settings | None = None, *, sdk: SdkImport | None = None) -
         store = ModelStore(settings)
         resolution = store.resolve()
         resolution = _hold(store, resolution, settings)
-    strategy = choose_strategy(settings.load, resolution.path)
+    strategy = choose_strategy(settings.load, resolution.path)  # chosen once, used by the loader
     prefetch = start_prefetch(resolution.path, strategy)  # reads on while the libraries are imported
     go_offline()
     task_name = normalize_task(settings.task) if settings.task else detect_task(resolution.path, resolution.model)
     with clock("load"), load_phases() as load_split:
-        task = load_model(resolution.path, task_name, settings)
+        ctx = load_context(resolution.path, task_name, settings, strategy=strategy, prefetch=prefetch)
+        task = load_task(ctx)
     with clock("warmup"):
         task.warmup()
     if sdk is not None:
@@ -168,7 +170,7 @@ def prepare(settings: Settings | None = None, *, sdk: SdkImport | None = None) -
         task=task.name,
         source=resolution.source,
         path=resolution.path,
-        device=resolve_device(settings.device),
+        device=ctx.device,
         load_strategy=strategy,
         downloaded_bytes=resolution.downloaded_bytes,
         timings=timings,

@@ -1,94 +1,25 @@
-"""The model behind each task: sentence embeddings, text generation, any other transformers pipeline.
+"""Text generation with transformers: a prompt or chat messages in, text out, streamed or whole.
 
-Each task object wraps a loaded model and offers blocking calls (`embed`, `generate`, `stream`,
-`run`) that the handler runs off the event loop. Errors a client caused (no chat template, a
-prompt longer than the model's context, parameters a pipeline refuses) raise `JobError`; anything
-else propagates to the handler's error boundary. torch and transformers are imported lazily.
+Native job: `{"prompt": ...}` or `{"messages": [...]}` with sampling parameters (at the top level or
+under `parameters`) and `"stream": true|false`. The answer is `{"generated_text", "finish_reason",
+"usage"}`, or streamed as `{"text": delta}` chunks and a last `{"text": "", "finish_reason", "usage"}`.
+OpenAI's `/v1/chat/completions` is served from the same chunks by the adapter.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import logging
 import queue
-import re
 import threading
 from collections.abc import Iterator, Sequence
 from typing import Any, Literal
 
-from ._schemas import GenerationRequest, JobError, Limits, PipelineRequest
-
-log = logging.getLogger("volcache.worker")
+from .._schemas import GenerationRequest, JobError, Limits, validate
+from .base import JobContext, LoadContext, Task, heavy, one_line
 
 FinishReason = Literal["stop", "length"]
-WARMUP_TEXT = "volcache warm-up"
 
 
-# -- embeddings ------------------------------------------------------------------------------------
-@dataclasses.dataclass(frozen=True)
-class Embedded:
-    """Vectors for a batch of texts, with the tokens they used."""
-
-    vectors: list[list[float]]
-    dimensions: int
-    prompt_tokens: int
-
-
-class EmbeddingsTask:
-    """A sentence-transformers model: texts in, one vector per text out."""
-
-    name = "embeddings"
-
-    def __init__(self, model: Any, limits: Limits) -> None:
-        self.model = model
-        self.limits = limits
-        # The fast tokenizer keeps its padding and truncation state per call: two jobs encoding
-        # at once (VOLCACHE_CONCURRENCY > 1, or RunPod's local API) corrupt each other's batch.
-        self._lock = threading.Lock()
-
-    @property
-    def dimensions(self) -> int:
-        get = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
-        return int(get())
-
-    def embed(self, texts: Sequence[str], *, normalize: bool = True, dimensions: int | None = None) -> Embedded:
-        """Embed `texts`; `dimensions` truncates (Matryoshka style) and re-normalises when asked."""
-        native = self.dimensions
-        if dimensions is not None and dimensions > native:
-            raise JobError(f"dimensions={dimensions} is above this model's {native}; ask for {native} or fewer.")
-        with self._lock:
-            vectors = self.model.encode(
-                list(texts),
-                batch_size=min(len(texts), 32),
-                normalize_embeddings=normalize and dimensions is None,
-                convert_to_numpy=True,
-                show_progress_bar=False,
-            )
-            prompt_tokens = self._count_tokens(texts)
-        if dimensions is not None:
-            vectors = vectors[:, :dimensions]
-            if normalize:
-                import numpy as np
-
-                norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-                vectors = vectors / np.maximum(norms, 1e-12)
-        rows = [[float(x) for x in row] for row in vectors]
-        return Embedded(rows, len(rows[0]) if rows else native, prompt_tokens)
-
-    def _count_tokens(self, texts: Sequence[str]) -> int:
-        tokenizer = getattr(self.model, "tokenizer", None)
-        if tokenizer is None or not callable(tokenizer):
-            return 0
-        max_length = getattr(self.model, "max_seq_length", None)
-        encoded = tokenizer(list(texts), truncation=max_length is not None, max_length=max_length)
-        return sum(len(ids) for ids in encoded["input_ids"])
-
-    def warmup(self) -> None:
-        self.embed([WARMUP_TEXT])
-
-
-# -- text generation -----------------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
 class Prompt:
     """A tokenised generation request, ready for `generate` or `stream`."""
@@ -130,6 +61,8 @@ class StopScanner:
     seen, `stopped` is true and nothing more is returned.
     """
 
+    libraries = ("transformers",)
+
     def __init__(self, stops: Sequence[str]) -> None:
         self.stops = tuple(s for s in stops if s)
         self.text = ""
@@ -166,7 +99,7 @@ class StopScanner:
         return out
 
 
-class GenerationTask:
+class GenerationTask(Task[GenerationRequest]):
     """A causal language model and its tokenizer: prompts or chat messages in, text out."""
 
     name = "text-generation"
@@ -177,6 +110,35 @@ class GenerationTask:
         self.device = device
         self.limits = limits
         self._seed_lock = threading.Lock()
+
+    @classmethod
+    def load(cls, ctx: LoadContext) -> GenerationTask:
+        transformers = heavy("transformers")
+        folder = str(ctx.path)
+        tokenizer = transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        lm = transformers.AutoModelForCausalLM.from_pretrained(
+            folder, local_files_only=True, **_dtype_kwargs(ctx.device), **ctx.read_kwargs
+        )
+        lm.to(ctx.device).eval()
+        return cls(lm, tokenizer, ctx.device, ctx.limits)
+
+    def decode(self, payload: dict[str, Any]) -> GenerationRequest:
+        return validate(GenerationRequest, payload, self.limits, what="text-generation job")
+
+    def streams(self, request: GenerationRequest) -> bool:
+        return request.stream
+
+    def run(self, request: GenerationRequest, job: JobContext) -> Iterator[Any]:
+        prompt = self.prepare(request)
+        if not request.stream:
+            done = self.generate(prompt)
+            yield {"generated_text": done.text, "finish_reason": done.finish_reason, "usage": done.usage}
+            return
+        for piece in self.stream(prompt, job.cancelled):
+            if isinstance(piece, Generated):
+                yield {"text": "", "finish_reason": piece.finish_reason, "usage": piece.usage}
+            else:
+                yield {"text": piece}
 
     @property
     def context_length(self) -> int | None:
@@ -324,66 +286,11 @@ class GenerationTask:
         self.generate(self.prepare(request))
 
 
-# -- any other transformers pipeline --------------------------------------------------------------------
-# A small valid input per task for the warm-up; tasks not listed (images, audio) skip it.
-_WARMUP_INPUTS: dict[str, tuple[Any, dict[str, Any]]] = {
-    "text-classification": (WARMUP_TEXT, {}),
-    "token-classification": (WARMUP_TEXT, {}),
-    "feature-extraction": (WARMUP_TEXT, {}),
-    "zero-shot-classification": (WARMUP_TEXT, {"candidate_labels": ["test", "other"]}),
-}
+def _dtype_kwargs(device: str) -> dict[str, Any]:
+    """On a GPU, load in the checkpoint's dtype (bf16/fp16) instead of float32."""
+    if not device.startswith("cuda"):
+        return {}
+    from importlib import metadata
 
-
-class PipelineTask:
-    """A transformers `pipeline` for any other task, called with `{"inputs": ..., "parameters": {...}}`."""
-
-    def __init__(self, pipe: Any, name: str) -> None:
-        self.pipe = pipe
-        self.name = name
-
-    def run(self, request: PipelineRequest) -> Any:
-        try:
-            output = self.pipe(request.inputs, **request.parameters)
-        except (TypeError, ValueError, KeyError) as exc:
-            raise JobError(f"The {self.name} pipeline refused this job: {one_line(exc)}.") from None
-        return jsonable(output)
-
-    def warmup(self) -> None:
-        sample = _WARMUP_INPUTS.get(self.name)
-        if self.name == "fill-mask":
-            mask = getattr(self.pipe.tokenizer, "mask_token", None) or "[MASK]"
-            sample = (f"Paris is the {mask} of France.", {})
-        if sample is None:
-            log.info("volcache: no warm-up input for the %s pipeline; the first job warms it up", self.name)
-            return
-        self.pipe(sample[0], **sample[1])
-
-
-Task = EmbeddingsTask | GenerationTask | PipelineTask
-
-
-def jsonable(value: Any) -> Any:
-    """`value` with numpy and torch scalars and arrays turned into plain JSON types."""
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
-    if isinstance(value, str | int | float | bool) or value is None:
-        return value
-    tolist = getattr(value, "tolist", None)
-    if callable(tolist):  # numpy arrays and scalars, torch tensors
-        return jsonable(tolist())
-    return str(value)
-
-
-def heavy(module: str) -> Any:
-    """Import a heavy library (torch, transformers...) where it is used, after the caches are pinned.
-
-    Typed as `Any`: these libraries' partial annotations say little about the calls made here.
-    """
-    return importlib.import_module(module)
-
-
-def one_line(exc: BaseException) -> str:
-    text = re.sub(r"\s+", " ", str(exc)).strip().rstrip(".")
-    return text[:300] or type(exc).__name__
+    major, minor = (int(x) for x in metadata.version("transformers").split(".")[:2])
+    return {"dtype" if (major, minor) >= (4, 56) else "torch_dtype": "auto"}  # renamed in 4.56
