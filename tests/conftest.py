@@ -32,6 +32,7 @@ def make_settings(volume: Path, **overrides: object) -> Settings:
         "VOLCACHE_FREE_MARGIN": "0",
         "VOLCACHE_LEASE_TIMEOUT": "5",
         "VOLCACHE_STALE_CACHES": "",
+        "VOLCACHE_ASSUME_VOLUME": "1",  # a temporary folder stands for the network volume
         "HOME": str(volume.parent / "home"),
     }
     env.update({k: str(v) for k, v in overrides.items()})
@@ -45,6 +46,7 @@ def subprocess_env(volume: Path, **extra: str) -> dict[str, str]:
         VOLCACHE_VOLUME=str(volume),
         VOLCACHE_FREE_MARGIN="0",
         VOLCACHE_STALE_CACHES="",
+        VOLCACHE_ASSUME_VOLUME="1",  # a temporary folder stands for the network volume
         VOLCACHE_EPHEMERAL=str(volume.parent / "ephemeral"),
         HF_HUB_DISABLE_PROGRESS_BARS="1",
     )

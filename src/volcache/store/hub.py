@@ -133,11 +133,11 @@ class HubClient:
         info = self._ask(lambda: api.model_info(model, revision=revision), model, revision)
         return check_commit(str(info.sha))
 
-    def list(self, model: str, revision: str) -> Listing:
-        """The commit of `model@revision` and its checked file listing."""
+    def list(self, model: str, revision: str, commit: str | None = None) -> Listing:
+        """The commit of `model@revision` (asked unless given) and its checked file listing."""
         from huggingface_hub.hf_api import RepoFile
 
-        commit = self.commit_of(model, revision)
+        commit = commit or self.commit_of(model, revision)
         api = self._api()
         entries = self._ask(lambda: list(api.list_repo_tree(model, revision=commit, recursive=True)), model, revision)
         files = [_remote_file(e) for e in entries if isinstance(e, RepoFile)]

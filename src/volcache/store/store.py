@@ -115,7 +115,10 @@ class ModelStore:
                 model=model,
                 revision=revision,
             )
-        return self._download(model, revision, on_wait)
+        # The cheap question first (does it exist, may this token read it): a missing or gated model
+        # fails here, before a folder, a lease or a byte is written.
+        commit = self.hub.commit_of(model, revision)
+        return self._download(model, revision, commit, on_wait)
 
     def hold(self, resolution: Resolution) -> Held:
         """Mark `resolution`'s snapshot in use and used now; re-resolve if a prune removed it meanwhile.
@@ -250,21 +253,23 @@ class ModelStore:
                 yield record
 
     # -- download --------------------------------------------------------------------------
-    def _download(self, model: str, revision: str, on_wait: Callable[[Any, float], None] | None) -> Resolution:
+    def _download(
+        self, model: str, revision: str, commit: str, on_wait: Callable[[Any, float], None] | None
+    ) -> Resolution:
         created = _make_dirs(self.settings.hub_cache, self.layout.locks_dir)
         try:
             with self.lease(model, f"download {model}@{revision}", on_wait=on_wait) as lease:
                 local = self.find_local(model, revision)  # another worker finished meanwhile
                 if local is not None:
                     return local
-                return self._download_locked(model, revision, lease)
+                return self._download_locked(model, revision, commit, lease)
         except BaseException:
             _remove_empty_dirs(created)
             raise
 
-    def _download_locked(self, model: str, revision: str, lease: Lease) -> Resolution:
+    def _download_locked(self, model: str, revision: str, commit: str, lease: Lease) -> Resolution:
         s = self.settings
-        listing = self.hub.list(model, revision)
+        listing = self.hub.list(model, revision, commit)
         commit = listing.commit
         needed = select_needed(listing.files, s.include)
         if not needed:  # never record an empty model as complete: the worker would have nothing to load
