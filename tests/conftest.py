@@ -14,6 +14,7 @@ import pytest
 from volcache import Settings
 
 if TYPE_CHECKING:
+    from tests.faults._support import TrialLog
     from volcache.testing import HubEmulator
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -95,3 +96,11 @@ def hub(hub_root: Path) -> Iterator[HubEmulator]:
 
     with HubEmulator(hub_root) as emulator:
         yield emulator
+
+
+@pytest.fixture
+def trial_log(request: pytest.FixtureRequest) -> TrialLog:
+    """One JSON line per trial for `bench/reliability.py` (when VOLCACHE_FAULT_RESULTS is set)."""
+    from tests.faults._support import TrialLog
+
+    return TrialLog(request.node.nodeid)

@@ -72,7 +72,7 @@ def test_a_lying_head_never_writes_outside_blobs(
     trial_log: TrialLog,
     fast_retries: None,
 ) -> None:
-    with trial_log.trial("second HEAD names a path") as trial:
+    with trial_log.trial("a lying HEAD names a path (ETag)", item="12.1") as trial:
         trial.note = f"lie on HEAD {sorted(which) if which else 'every'}"
         before = set(tmp_path.rglob("*"))
         with HostileHub(hub.url, _lie_on_head(which)) as proxy:

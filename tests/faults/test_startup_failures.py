@@ -74,7 +74,7 @@ class _Records(logging.Handler):
 def test_a_worker_without_a_mounted_volume_says_so(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, trial_log: TrialLog
 ) -> None:
-    with trial_log.trial("start-up: volume not mounted"):
+    with trial_log.trial("start-up: volume not mounted", item="12.3"):
         volume = tmp_path / "volume"
         blob = volume / "models/hub/models--org--name/blobs/w"
         blob.parent.mkdir(parents=True)
@@ -99,7 +99,7 @@ def test_a_worker_without_a_mounted_volume_says_so(
 def test_require_volume_refuses_to_start_before_anything_is_written(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, trial_log: TrialLog
 ) -> None:
-    with trial_log.trial("start-up: VOLCACHE_REQUIRE_VOLUME=1 without a volume"):
+    with trial_log.trial("start-up: VOLCACHE_REQUIRE_VOLUME=1 without a volume", item="12.3"):
         volume = tmp_path / "volume"
         volume.mkdir()
         calls = _fake_phases(monkeypatch, volume / "snap")
@@ -126,7 +126,7 @@ def _cannot_start(sandbox: Sandbox, hub: HubEmulator, log: Path, **env: str) -> 
 def test_a_cause_a_restart_cannot_fix_is_answered_job_by_job(
     cause: str, env: dict[str, str], said: str, tmp_path: Path, hub: HubEmulator, trial_log: TrialLog
 ) -> None:
-    with trial_log.trial(f"start-up: {cause}"):
+    with trial_log.trial(f"start-up: {cause}, answered job by job", item="12.13"):
         sandbox = Sandbox(tmp_path)
         log = tmp_path / "worker.log"
         answers = _cannot_start(sandbox, hub, log, **env)
@@ -138,7 +138,7 @@ def test_a_cause_a_restart_cannot_fix_is_answered_job_by_job(
 
 
 def test_a_cause_that_may_heal_exits_non_zero(tmp_path: Path, trial_log: TrialLog) -> None:
-    with trial_log.trial("start-up: the Hub does not answer"):
+    with trial_log.trial("start-up: the Hub does not answer, exit 1", item="12.13"):
         sandbox = Sandbox(tmp_path)
         env = sandbox.env(HF_ENDPOINT="http://127.0.0.1:9", MODEL_NAME="org/tiny", MODEL_TASK="embeddings")
         proc = subprocess.run(

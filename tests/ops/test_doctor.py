@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import run_cli, subprocess_env
+from tests.faults._support import faults_trial
 from tests.ops.conftest import Deployment, invoke
 from volcache.ops.doctor import DoctorContext, Probe, run_doctor
 
@@ -165,6 +166,7 @@ def _package_tree(root: Path) -> None:
     (root / "app/tiny.bin").write_bytes(b"x" * 100)
 
 
+@faults_trial("12.12", "doctor: package data vs a planted checkpoint")
 def test_package_data_is_not_weights_but_a_planted_checkpoint_is(deployment: Deployment, tmp_path: Path) -> None:
     image = tmp_path / "image"
     _package_tree(image)

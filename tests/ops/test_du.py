@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from tests.faults._support import faults_trial
 from tests.ops.conftest import Deployment, invoke
 from volcache.ops.du import default_locations, measure
 
@@ -76,6 +77,7 @@ def test_same_size_different_content_is_not_a_duplicate(tmp_path: Path) -> None:
     assert [sorted(p.name for p in g.paths) for g in report.duplicates] == [["a.safetensors", "c.gguf"]]
 
 
+@faults_trial("12.12", "du: package data, and the summary")
 def test_package_data_is_not_counted_and_the_summary_is_short(deployment: Deployment, tmp_path: Path) -> None:
     image = tmp_path / "image"
     site = image / "site-packages/scipy/io/tests/data"

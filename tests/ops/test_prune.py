@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import make_settings, run_cli, subprocess_env
+from tests.faults._support import faults_trial
 from tests.ops.conftest import Deployment, age, invoke
 from volcache import ModelStore
 from volcache.ops.prune import execute, plan_prune
@@ -294,6 +295,7 @@ def test_on_a_terminal_prune_removes_after_yes(deployment: Deployment) -> None:
     assert _models_left(deployment) == []
 
 
+@faults_trial("12.8", "blobs left by an interrupted prune")
 def test_blobs_an_interrupted_prune_left_behind_are_planned_and_removed(deployment: Deployment) -> None:
     """A prune killed after removing refs and snapshot links leaves blobs nothing points at (issue 12, item 8)."""
     s = deployment.settings()

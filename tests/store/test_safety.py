@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import make_settings
+from tests.faults._support import faults_trial
 from volcache import (
     ConfigError,
     HubUnavailable,
@@ -55,6 +56,7 @@ def _flaky(
 
 
 # -- 2: transient EIO/ESTALE ---------------------------------------------------------------------
+@faults_trial("12.2", "ESTALE once on a volume read")
 def test_retry_io_retries_transient_errors_only() -> None:
     calls = []
 
@@ -69,6 +71,7 @@ def test_retry_io_retries_transient_errors_only() -> None:
         retry_io(lambda: Path("/nonexistent/x").read_text())
 
 
+@faults_trial("12.2", "EIO x12 on the lease heartbeat")
 def test_a_transient_error_in_the_heartbeat_does_not_lose_the_lease(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -89,6 +92,7 @@ def test_a_transient_error_in_the_heartbeat_does_not_lose_the_lease(
             other.acquire()  # a waiter never takes a beating lease over
 
 
+@faults_trial("12.2", "ESTALE reading the lease file")
 def test_a_transient_read_error_is_not_a_lost_lease(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "m.lease"
     with Lease(path, timeout=5, max_wait=1) as lease:
@@ -97,6 +101,7 @@ def test_a_transient_read_error_is_not_a_lost_lease(tmp_path: Path, monkeypatch:
         assert read_holder(path) is not None
 
 
+@faults_trial("12.2", "lease file removed, then naming another holder")
 def test_the_lease_is_lost_only_when_its_file_names_another_holder(tmp_path: Path) -> None:
     path = tmp_path / "m.lease"
     with Lease(path, timeout=0.4, max_wait=1) as lease:
@@ -114,6 +119,7 @@ def test_the_lease_is_lost_only_when_its_file_names_another_holder(tmp_path: Pat
         assert err.value.retryable and err.value.path == path
 
 
+@faults_trial("12.2", "lease taken over mid-download")
 def test_the_holder_checks_between_files(volume: Path, hub: HubEmulator, monkeypatch: pytest.MonkeyPatch) -> None:
     store = ModelStore(make_settings(volume, HF_ENDPOINT=hub.url))
     monkeypatch.setattr(store_module, "DOWNLOAD_WORKERS", 1)
@@ -134,6 +140,7 @@ def test_the_holder_checks_between_files(volume: Path, hub: HubEmulator, monkeyp
     assert store.find_local("org/tiny", "main") is None
 
 
+@faults_trial("12.2", "EIO reading the completion record")
 def test_a_transient_error_reading_a_record_is_not_a_missing_record(
     volume: Path, hub: HubEmulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -152,6 +159,7 @@ def _tree(root: Path) -> Path:
 
 
 @pytest.mark.parametrize("case", ["hf-home-inside", "local-model-inside", "extra-cache-inside", "dotdot", "user-home"])
+@faults_trial("12.4", "stale-cache entry over a protected location")
 def test_cleanup_refuses_protected_locations(tmp_path: Path, volume: Path, case: str) -> None:
     home = tmp_path / "home"
     stale = tmp_path / "cache"
@@ -183,6 +191,7 @@ def test_cleanup_refuses_protected_locations(tmp_path: Path, volume: Path, case:
     assert sorted(p for p in tmp_path.rglob("*") if p.is_file()) == before
 
 
+@faults_trial("12.4", "stale cache inside $HOME still removed")
 def test_cleanup_still_deletes_a_stale_cache_inside_the_home_folder(tmp_path: Path, volume: Path) -> None:
     home = tmp_path / "home"
     stale = _tree(home / ".cache/huggingface")
@@ -193,6 +202,7 @@ def test_cleanup_still_deletes_a_stale_cache_inside_the_home_folder(tmp_path: Pa
 
 # -- 6: the hub cache may not overlap a read-only cache -----------------------------------------
 @pytest.mark.parametrize("where", ["inside", "contains", "extra"])
+@faults_trial("12.6", "hub cache overlapping a read-only cache")
 def test_settings_refuse_a_hub_cache_overlapping_a_read_only_cache(volume: Path, where: str) -> None:
     env = {
         "inside": {"VOLCACHE_HOME": str(volume / "huggingface-cache")},
@@ -205,6 +215,7 @@ def test_settings_refuse_a_hub_cache_overlapping_a_read_only_cache(volume: Path,
 
 
 # -- 5: marker ages by the volume's clock --------------------------------------------------------
+@faults_trial("12.5", "prune host clock 10 min ahead")
 def test_a_prune_host_whose_clock_runs_ahead_still_sees_foreign_markers_live(
     volume: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -221,6 +232,7 @@ def test_a_prune_host_whose_clock_runs_ahead_still_sees_foreign_markers_live(
 
 
 # -- 7: a unique symlink probe --------------------------------------------------------------------
+@faults_trial("12.7", "8 x 40 symlink probes with one pid")
 def test_symlink_probes_of_processes_with_one_pid_never_collide(tmp_path: Path) -> None:
     errors: list[BaseException] = []
 
@@ -240,6 +252,7 @@ def test_symlink_probes_of_processes_with_one_pid_never_collide(tmp_path: Path) 
 
 
 # -- 3 and 13: a missing volume, and the cheap question first -----------------------------------
+@faults_trial("12.3", "VOLCACHE_REQUIRE_VOLUME=1, no mount")
 def test_a_volume_that_is_not_a_mount_point_is_refused_when_required(volume: Path) -> None:
     settings = make_settings(volume, VOLCACHE_REQUIRE_VOLUME="1")
     assert settings.require_volume
@@ -248,6 +261,7 @@ def test_a_volume_that_is_not_a_mount_point_is_refused_when_required(volume: Pat
     assert err.value.path == volume and not err.value.retryable
 
 
+@faults_trial("12.13", "cheap Hub question: missing / down")
 def test_the_cheap_hub_question_says_whether_a_restart_can_help(volume: Path, hub: HubEmulator) -> None:
     store = ModelStore(make_settings(volume, HF_ENDPOINT=hub.url))
     assert store.check_remote("org/tiny") == hub.commit_sha("org/tiny")

@@ -232,9 +232,11 @@ def start(argv: Sequence[str] | None = None) -> None:
     try:
         worker, _ = prepare(sdk=sdk)
     except VolcacheError as exc:
-        if exc.retryable:  # it may heal (the Hub, the volume): exit non-zero so the platform retries
+        # A cause that may heal (the Hub, the volume) exits non-zero so the platform retries; so does
+        # every cause in a one-job run (`--test_input`), where nobody waits for a second answer.
+        if exc.retryable or runs_once(args, _settings_or_default()):
             raise
-        _serve_the_cause(sdk, args, exc)
+        _serve_the_cause(sdk, exc)
         return
     runpod = sdk.finish()
 
@@ -251,7 +253,14 @@ def start(argv: Sequence[str] | None = None) -> None:
     )
 
 
-def _serve_the_cause(sdk: SdkImport, args: Sequence[str], exc: VolcacheError) -> None:
+def _settings_or_default() -> Settings:
+    try:
+        return Settings.from_env()
+    except ConfigError:
+        return Settings()
+
+
+def _serve_the_cause(sdk: SdkImport, exc: VolcacheError) -> None:
     """A cause a restart cannot fix (no such model, no token, no room, bad settings): stay up, answer every job with it.
 
     RunPod restarts a worker that exits, paying for each start; the user would see a crash loop in
@@ -262,19 +271,10 @@ def _serve_the_cause(sdk: SdkImport, args: Sequence[str], exc: VolcacheError) ->
     answer = {"error": f"The worker cannot start: {cause}"}
 
     async def refuse(job: Any) -> Any:
-        return answer
-
-    async def refuse_stream(job: Any) -> Any:
         yield answer
 
-    try:
-        settings: Settings | None = Settings.from_env()
-    except ConfigError:
-        settings = None
-    once = runs_once(args, settings or Settings())
     runpod = sdk.finish()
-    handler: Callable[[Any], Any] = _printing(refuse) if once else refuse_stream
-    runpod.serverless.start({"handler": handler, "return_aggregate_stream": True})
+    runpod.serverless.start({"handler": refuse, "return_aggregate_stream": True})
 
 
 def main(argv: Sequence[str] | None = None) -> None:
