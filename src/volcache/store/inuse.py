@@ -17,12 +17,11 @@ import json
 import logging
 import uuid
 from pathlib import Path
-from types import TracebackType
 
 from .._settings import StoreSettings
 from .layout import VolumeLayout
 from .lease import Holder, holder_is_dead, is_here, read_holder
-from .volume import Heartbeat, refresh, replace_into, retry_io, volume_now
+from .volume import Heartbeat, ReleasedOnExit, refresh, replace_into, retry_io, volume_now
 
 log = logging.getLogger("volcache.inuse")
 
@@ -43,7 +42,7 @@ class InUseMarker:
         return f"{who} (heartbeat {self.age:.0f}s ago)"
 
 
-class InUse:
+class InUse(ReleasedOnExit):
     """A held in-use marker. Release it (or leave the `with` block) when the model is unloaded."""
 
     def __init__(self, path: Path, holder: Holder, interval: float) -> None:
@@ -91,11 +90,6 @@ class InUse:
 
     def __enter__(self) -> InUse:
         return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.release()
 
 
 def hold_in_use(settings: StoreSettings, model: str, commit: str, *, purpose: str = "loaded") -> InUse:

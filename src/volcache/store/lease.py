@@ -23,10 +23,9 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
 
 from .._errors import LeaseLost, LeaseTimeout
-from .volume import Heartbeat, refresh, retry_io
+from .volume import Heartbeat, ReleasedOnExit, refresh, retry_io
 
 log = logging.getLogger("volcache.lease")
 
@@ -104,7 +103,7 @@ def _is_zombie(pid: int) -> bool:
         return False
 
 
-class Lease:
+class Lease(ReleasedOnExit):
     """An exclusive, heartbeated lease file. Use as a context manager.
 
     >>> with Lease(path, timeout=120, max_wait=3600):
@@ -254,8 +253,3 @@ class Lease:
     def __enter__(self) -> Lease:
         self.acquire()
         return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.release()

@@ -139,6 +139,16 @@ def probe_symlinks(folder: Path, symlink: Callable[[str, Path], None] | None = N
         probe.unlink()
 
 
+class ReleasedOnExit:
+    """A handle released when its `with` block ends (the lease, an in-use marker)."""
+
+    def release(self) -> None:
+        raise NotImplementedError
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self.release()
+
+
 class Heartbeat:
     """A daemon thread that calls `beat()` every `interval` seconds until `stop()` or `beat()` returns False.
 
