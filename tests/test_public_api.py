@@ -51,7 +51,7 @@ EXPECTED = {
         "RemoteFile", "RepoFolder", "Resolution", "Strategy", "VolumeLayout", "VolumeScan", "WalkResult", "WeightFile",
         "cache_bytes", "cache_environment", "check_repo_id", "choose_strategy", "disk_usage",
         "free_bytes", "from_pretrained_kwargs", "hold_in_use", "in_readonly_cache", "is_mounted",
-        "is_weight_file", "iter_unique", "live_users", "model_id_from_folder", "pin", "probe_symlinks",
+        "is_weight_file", "iter_unique", "live_users", "model_id_from_folder", "model_lease", "pin", "probe_symlinks",
         "protected_locations", "read_holder", "read_marker", "read_markers", "recorded_models", "records_of",
         "remove_stale_caches", "repo_folder", "require_mounted", "retry_io", "scan_volume", "select_needed",
         "snapshot_blobs", "snapshot_bytes", "start_prefetch", "tree_bytes", "volume_clock", "walk_weights",

@@ -25,6 +25,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .._errors import LeaseLost, LeaseTimeout
+from .._settings import StoreSettings
+from .layout import VolumeLayout
 from .volume import Heartbeat, ReleasedOnExit, refresh, retry_io
 
 log = logging.getLogger("volcache.lease")
@@ -253,3 +255,21 @@ class Lease(ReleasedOnExit):
     def __enter__(self) -> Lease:
         self.acquire()
         return self
+
+
+def model_lease(
+    settings: StoreSettings,
+    model: str,
+    purpose: str,
+    *,
+    max_wait: float | None = None,
+    on_wait: Callable[[Holder | None, float], None] | None = None,
+) -> Lease:
+    """The download lease of `model`, held by whoever writes or removes its files (download, repair, prune)."""
+    return Lease(
+        VolumeLayout.of(settings).lease(model),
+        timeout=settings.lease_timeout,
+        max_wait=settings.lease_max_wait if max_wait is None else max_wait,
+        purpose=purpose,
+        on_wait=on_wait,
+    )

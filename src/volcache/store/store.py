@@ -31,7 +31,7 @@ from .hub import HubClient, remove_stale_staging
 from .integrity import check_file
 from .inuse import InUse, hold_in_use
 from .layout import SHA1_RE, RepoFolder, VolumeLayout
-from .lease import Lease
+from .lease import Lease, model_lease
 from .record import CompletionRecord, read_record, snapshot_mismatches, write_record
 from .scan import find_readonly_snapshot, records_of
 from .selection import RemoteFile, check_repo_id, select_needed
@@ -186,15 +186,8 @@ class ModelStore:
         return self.layout.lease(model)
 
     def lease(self, model: str, purpose: str, *, max_wait: float | None = None, on_wait: Any = None) -> Lease:
-        """The download lease of `model`: held by whoever writes or removes its files."""
-        s = self.settings
-        return Lease(
-            self.lease_path(model),
-            timeout=s.lease_timeout,
-            max_wait=s.lease_max_wait if max_wait is None else max_wait,
-            purpose=purpose,
-            on_wait=on_wait,
-        )
+        """The download lease of `model` (`lease.model_lease`)."""
+        return model_lease(self.settings, model, purpose, max_wait=max_wait, on_wait=on_wait)
 
     def mark_used(self, resolution: Resolution) -> None:
         """Record that a worker loaded this snapshot now (for `volcache prune`'s LRU order)."""
