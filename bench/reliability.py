@@ -88,7 +88,7 @@ def tabulate(lines: list[dict[str, Any]]) -> list[Row]:
         module = str(line.get("test", "")).split("::")[0].rsplit("/", 1)[-1].removesuffix(".py")
         item = str(line.get("item") or ITEMS.get(module, "?"))
         rows.setdefault(line["fault"], Row(line["fault"], item)).add(line)
-    order = [*dict.fromkeys(ITEMS.values()), *SAFETY_ITEMS]
+    order = [*(i for i in dict.fromkeys(ITEMS.values()) if i not in SAFETY_ITEMS), *SAFETY_ITEMS]
     return sorted(rows.values(), key=lambda r: order.index(r.item) if r.item in order else len(order))
 
 

@@ -105,7 +105,7 @@ def test_errors_carry_model_revision_and_path() -> None:
 def test_one_line_is_built_from_the_message_and_the_fields() -> None:
     assert one_line(ModelNotFound("org/x was\nnot found.", model="org/x")) == "org/x was not found."
     transient = one_line(HubUnavailable("the Hub did not answer.", model="org/x"))
-    assert transient.startswith("the Hub did not answer.") and "transient" in transient and "\n" not in transient
+    assert transient.startswith("the Hub did not answer.") and "may heal" in transient and "\n" not in transient
 
 
 # -- optional parts ------------------------------------------------------------------------------

@@ -361,10 +361,15 @@ def _space_error(model: str, commit: str, p: Preflight, s: StoreSettings) -> Ins
 
 
 def _filled_up(doing: str, s: StoreSettings) -> InsufficientSpace:
+    """The volume filled up after the preflight found room: another writer took it, and may give it back.
+
+    Unlike the preflight's refusal, this may heal, so a worker exits (and is restarted) on it.
+    """
     return InsufficientSpace(
         f"the volume filled up while {doing}: {s.hub_cache} has {format_bytes(free_bytes(s.hub_cache))} free. "
         "Partial files were removed. Fix: free space with `volcache prune`, or grow the volume.",
         path=s.hub_cache,
+        retryable=True,
     )
 
 
