@@ -32,7 +32,7 @@ typecheck: $(STAMP)
 
 # The project must keep its own contract: no code path or Dockerfile line duplicates weights.
 audit: $(STAMP)
-	$(BIN)/volcache audit src Dockerfile.runpod
+	$(BIN)/volcache audit src $(wildcard Dockerfile Dockerfile.*)
 
 pytest: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

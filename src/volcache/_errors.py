@@ -19,6 +19,7 @@ VolcacheError
 │   │   └── HostileAnswer(UnsafeRepoPath)                the Hub's listing or headers name a bad path (I8)
 │   ├── SymlinksUnsupported(StoreError, OSError)  the cache folder cannot hold symlinks (I1)
 │   ├── ModelNotFound(StoreError, LookupError)    the repo or revision does not exist, or needs a token
+│   ├── SelectionError(StoreError)                no loadable file set for this request (MODEL_FILE, MODEL_VARIANT)
 │   ├── HubUnavailable(StoreError, ConnectionError)  the Hub did not answer                           retryable
 │   ├── VolumeIOError(StoreError, OSError)        the volume kept failing with EIO/ESTALE               retryable
 │   └── VolumeNotMounted(StoreError)              VOLCACHE_REQUIRE_VOLUME=1 and no volume is mounted
@@ -122,6 +123,10 @@ class SymlinksUnsupported(StoreError, OSError):
 
 class ModelNotFound(StoreError, LookupError):
     """The repository or revision does not exist, or needs a token."""
+
+
+class SelectionError(StoreError):
+    """The repository's files give no loadable selection for this request (e.g. choose a GGUF file)."""
 
 
 class HubUnavailable(StoreError, ConnectionError):

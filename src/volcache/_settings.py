@@ -77,6 +77,9 @@ class StoreSettings:
     model: str = DEFAULT_MODEL
     revision: str = "main"
     include: tuple[str, ...] = ()
+    # Which weights of the repo (store/selection.py): the loader's variant and an explicit file.
+    variant: str | None = None  # MODEL_VARIANT, e.g. fp16: a component's variant files where it has them
+    model_file: str | None = None  # MODEL_FILE, a glob on the repo path, e.g. *Q4_K_M.gguf
     # -- downloading --
     lease_timeout: float = 120.0
     lease_max_wait: float = 3600.0
@@ -185,6 +188,10 @@ class Settings(WorkerSettings, StoreSettings):
             load = "auto"
         include = tuple(p.strip() for p in get("VOLCACHE_INCLUDE", "").split(",") if p.strip())
         task = get("MODEL_TASK", "") or None
+        variant = get("MODEL_VARIANT", "") or None
+        if variant is not None and not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,31}", variant):
+            problems.append(f"MODEL_VARIANT={variant!r} is not a variant name (e.g. MODEL_VARIANT=fp16).")
+            variant = None
         settings = cls(
             volume=volume,
             home=home,
@@ -198,6 +205,8 @@ class Settings(WorkerSettings, StoreSettings):
             lease_max_wait=number("VOLCACHE_LEASE_MAX_WAIT", 3600.0),
             free_margin=size("VOLCACHE_FREE_MARGIN", "1GiB"),
             include=include,
+            variant=variant,
+            model_file=get("MODEL_FILE", "") or None,
             offline=flag("HF_HUB_OFFLINE"),
             load=load,  # type: ignore[arg-type]
             concurrency=int(number("VOLCACHE_CONCURRENCY", 1, int)),

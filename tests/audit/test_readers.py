@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from volcache.audit._context import context_file, is_volume_worker, scripts_run
 from volcache.audit._dockerfile import Dockerfile, substitute
 from volcache.audit._files import file_kind, is_excluded
 from volcache.audit._locations import is_model_location
@@ -71,7 +72,22 @@ def test_copy_operands(command: str, flagged: list[str]) -> None:
         ("/root/.cache", False),
         ("/app/models/config.json", False),
         ("/srv/app/src/model/user.py", False),
-        ("/models-archive", False),
+        ("/models-archive", True),
+        ("/workspace/models_cache", True),
+        ("/app/local-models/x", True),
+        ("/comfyui-local-models", True),
+        ("/ckpt", True),
+        ("/app/pretrained_weights", True),
+        ("/srv/live_weights", True),
+        ("/app/model_outputs", False),
+        ("/app/model-configs", False),
+        ("/srv/hubspot", False),
+        ("/app/modelscope", False),
+        ("${MODEL_DIR:-/runpod-volume/models}", True),
+        ("${OUT:-/tmp/out}/*", False),
+        ("${HF_HOME:-/root/.cache/huggingface}/token", False),
+        ("$HF_HUB_CACHE/models--*/snapshots/*/model.safetensors", True),
+        ("$HF_HUB_CACHE/models--*/snapshots/*/config.json", False),
         ("*", False),
         (None, False),
     ],
@@ -95,6 +111,12 @@ def test_model_locations(path: str | None, model: bool) -> None:
         ("Dockerfile.dockerignore", None),
         ("README.md", None),
         ("handler.pyc", None),
+        ("start.sh", "shell"),
+        ("entrypoint.bash", "shell"),
+        ("Dockerfile.vllm", "dockerfile"),
+        ("Dockerfile-cuda12", "dockerfile"),
+        ("dockerfile_gpu", "dockerfile"),
+        ("Dockerfile.md", None),
     ],
 )
 def test_file_kinds(name: str, kind: str | None) -> None:
@@ -173,8 +195,43 @@ def test_dockerfile_json_forms_and_heredoc() -> None:
 def test_volume_instruction_adds_a_mount_point_and_marks_a_volume_worker() -> None:
     dockerfile = Dockerfile("Dockerfile", 'FROM python\nVOLUME ["/data"]\nENV HF_HOME=/data/models\n', ())
     assert dockerfile.mount_points == ("/data",)
-    assert dockerfile.is_volume_worker
-    assert not Dockerfile("Dockerfile", "FROM python\nENV HF_HOME=/tmp/models\n", ()).is_volume_worker
+    assert is_volume_worker(dockerfile)
+    assert not is_volume_worker(Dockerfile("Dockerfile", "FROM python\nENV HF_HOME=/tmp/models\n", ()))
+    runpod_base = "FROM runpod/base:0.6.2\nRUN pip install runpod\nENV HF_HOME=/tmp/models\n"
+    assert not is_volume_worker(Dockerfile("Dockerfile.runpod", runpod_base, ("/runpod-volume",)))
+
+
+def test_a_handler_copied_from_the_context_that_names_the_volume_marks_a_volume_worker(tmp_path: Path) -> None:
+    (tmp_path / "handler.py").write_text('VOLUME = "/runpod-volume/models"\n')
+    (tmp_path / "other.py").write_text("x = 1\n")
+    text = "FROM python\nCOPY handler.py /app/\n"
+    assert is_volume_worker(Dockerfile("Dockerfile", text, ("/runpod-volume",), tmp_path))
+    other = "FROM python\nCOPY other.py /app/\n"
+    assert not is_volume_worker(Dockerfile("Dockerfile", other, ("/runpod-volume",), tmp_path))
+
+
+def test_shell_script_steps_follow_the_variables_it_sets() -> None:
+    text = 'export ROOT=/runpod-volume\nDEST=/app/models\ncp -r "$ROOT/models" "$DEST"  # copy\ncd /srv\nls\n'
+    script = Dockerfile("start.sh", text, ("/runpod-volume",), script=True, env={"HOME": "/root"})
+    copy, _cd, ls = script.steps
+    assert copy.expand(copy.commands[0].argv[2].text) == "/runpod-volume/models"  # type: ignore[index]
+    assert copy.env["DEST"] == "/app/models" and copy.env["HOME"] == "/root"
+    assert copy.instruction.where(copy.commands[0].argv[0].offset) == (3, 1)  # type: ignore[index]
+    assert ls.workdir == "/srv"
+
+
+def test_context_files_map_image_paths_back_to_the_build_context(tmp_path: Path) -> None:
+    (tmp_path / "builder").mkdir()
+    (tmp_path / "builder" / "fetch.py").write_text("x = 1\n")
+    (tmp_path / "start.sh").write_text("echo hi\n")
+    text = (
+        "FROM python\nWORKDIR /app\nCOPY builder/fetch.py /fetch.py\nCOPY . .\nCOPY start.sh /usr/local/bin/\n"
+        'RUN python /fetch.py\nRUN python builder/fetch.py\nCMD ["/usr/local/bin/start.sh"]\n'
+    )
+    dockerfile = Dockerfile("ctx/Dockerfile", text, (), tmp_path)
+    found = [(s.file.display, s.file.kind, s.at_start) for s in scripts_run(dockerfile)]
+    assert found == [("ctx/builder/fetch.py", "python", False), ("ctx/start.sh", "shell", True)]
+    assert context_file(dockerfile, dockerfile.steps[-1], "/etc/passwd") is None
 
 
 # -- Python resolver --------------------------------------------------------------------
@@ -197,7 +254,9 @@ def _value_of_last_call_arg(source: str) -> str | None:
         ('from pathlib import Path\nuse(Path.home() / ".cache" / "huggingface")', "~/.cache/huggingface"),
         ('import os\nuse(os.environ["HF_HOME"] + "/hub")', "$HF_HOME/hub"),
         ('import os\nuse(os.environ.get("HF_HOME") or "/default")', "$HF_HOME"),
-        ('from os import getenv\nuse(getenv("TORCH_HOME", "/x"))', "$TORCH_HOME"),
+        ('from os import getenv\nuse(getenv("TORCH_HOME", "/x"))', "${TORCH_HOME:-/x}"),
+        ('import os\nuse(os.environ.get("MODEL_DIR", default="/m"))', "${MODEL_DIR:-/m}"),
+        ('import os\nuse(os.environ.get("MODEL_DIR", None))', "$MODEL_DIR"),
         ('base = "/v"\nuse(f"{base}/models/{name}")', "/v/models/*"),
         ('use("%s/models" % root)', "*/models"),
         ('use("{}/models".format(root))', "*/models"),
@@ -212,7 +271,32 @@ def _value_of_last_call_arg(source: str) -> str | None:
         ('ROOT = "/r"\ndef f():\n    use(ROOT)', "/r"),
         ('ROOT = "/r"\nclass C:\n    ROOT = "/class"\n    def m(self):\n        use(ROOT)', "/r"),
         ('def f():\n    use(x)\n    x = "/late"', None),
-        ('for p in ["/a"]:\n    use(p)', None),
+        ('for p in ["/a"]:\n    use(p)', "/a"),
+        ('for p in ["/a", "/tmp/models"]:\n    use(p)', "/tmp/models"),
+        ('for p in ("/a", "/b"):\n    use(p)', None),
+        ('DIRS = {"x": "/a"}\nfor name, p in DIRS.items():\n    use(p)', "/a"),
+        ('for name in {"x": "/a"}:\n    use(name)', "x"),
+        ('for p in {"x": "/a"}.values():\n    use(p)', "/a"),
+        ("for p in get_dirs():\n    use(p)", None),
+        (
+            'from huggingface_hub import hf_hub_download\nuse(hf_hub_download("org/m", "model.safetensors"))',
+            "$HF_HUB_CACHE/models--org--m/snapshots/*/model.safetensors",
+        ),
+        (
+            'import huggingface_hub as h\nuse(h.snapshot_download(repo, cache_dir="/c"))',
+            "/c/models--*/snapshots/*",
+        ),
+        ('from huggingface_hub import snapshot_download\nuse(snapshot_download("o/m", local_dir="/l"))', "/l"),
+        (
+            'from huggingface_hub import hf_hub_download\nuse(hf_hub_download("o/d", "x.csv", repo_type="dataset"))',
+            None,
+        ),
+        ('def snapshot_download(r):\n    return r\nuse(snapshot_download("o/m"))', None),
+        ('from shutil import copy\nclass C:\n    def copy(self, a, b):\n        use(b)\ncopy("/x", "/y")', None),
+        (
+            'class C:\n    def copy(self, a, b):\n        use(b)\n    def run(self):\n        self.copy("/x", "/y")',
+            "/y",
+        ),
         ('a, b = "/a", "/b"\nuse(b)', "/b"),
     ],
 )

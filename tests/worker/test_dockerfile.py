@@ -1,4 +1,4 @@
-"""Dockerfile.runpod and the RunPod Hub files, checked without Docker.
+"""The root Dockerfile (the one RunPod builds) and the RunPod Hub files, checked without Docker.
 
 The Dockerfile is parsed into instructions (continuations joined, comments dropped) and the
 build is walked with its default arguments: the cache variables end on the volume, no step
@@ -17,49 +17,15 @@ from typing import Any
 import pytest
 
 from tests.conftest import REPO_ROOT, make_settings
+from tests.deploy._image import DOCKERFILE, env_pairs, expand, final_env, parse
+from volcache import Settings
 from volcache.worker import EmbeddingsTask, Limits, Worker
 
-DOCKERFILE = REPO_ROOT / "Dockerfile.runpod"
 MOUNT = "/runpod-volume"
-INSTRUCTIONS = {
-    "ADD", "ARG", "CMD", "COPY", "ENTRYPOINT", "ENV", "EXPOSE", "FROM", "HEALTHCHECK", "LABEL",
-    "ONBUILD", "RUN", "SHELL", "STOPSIGNAL", "USER", "VOLUME", "WORKDIR",
-}  # fmt: skip
 DOWNLOADS = re.compile(
     r"volcache\s+fetch|hf\s+download|huggingface-cli\s+download|snapshot_download|hf_hub_download"
     r"|from_pretrained|SentenceTransformer\(|\bwget\b|\bcurl\b|git\s+clone|git\s+lfs"
 )
-
-
-def parse(text: str) -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) pairs; raises on an unknown instruction."""
-    steps: list[tuple[str, str]] = []
-    logical = ""
-    for line in text.splitlines():
-        stripped = line.strip()
-        if not logical and (not stripped or stripped.startswith("#")):
-            continue
-        if logical and stripped.startswith("#"):
-            continue  # a comment inside a continued instruction
-        logical += " " + stripped
-        if logical.endswith("\\"):
-            logical = logical[:-1]
-            continue
-        keyword, _, args = logical.strip().partition(" ")
-        if keyword.upper() not in INSTRUCTIONS:
-            raise AssertionError(f"unknown Dockerfile instruction {keyword!r}")
-        steps.append((keyword.upper(), args.strip()))
-        logical = ""
-    assert not logical, "the Dockerfile ends inside a continued instruction"
-    return steps
-
-
-def env_pairs(args: str) -> dict[str, str]:
-    return dict(part.split("=", 1) for part in shlex.split(args))
-
-
-def expand(value: str, variables: dict[str, str]) -> str:
-    return re.sub(r"\$\{?(\w+)\}?", lambda m: variables.get(m.group(1), ""), value)
 
 
 @pytest.fixture(scope="module")
@@ -133,16 +99,15 @@ def fake_worker(tmp_path: Path) -> Worker:
     return Worker(EmbeddingsTask(Model(), Limits.from_settings(settings)), settings)
 
 
-def test_runpod_hub_files(tmp_path: Path) -> None:
-    hub = json.loads((REPO_ROOT / ".runpod/hub.json").read_text(encoding="utf-8"))
-    assert {"title", "description", "type", "category", "config"} <= set(hub)
-    assert hub["type"] == "serverless" and hub["category"] in {"audio", "embedding", "language", "video", "image"}
-    config = hub["config"]
-    assert config["runsOn"] in {"GPU", "CPU"} and config["containerDiskInGb"] > 0
-    keys = [entry["key"] for entry in config["env"]]
-    assert keys[0] == "MODEL_NAME" and len(keys) == len(set(keys))
-    for entry in config["env"]:
-        assert {"name", "type", "description"} <= set(entry["input"]), entry
+def test_a_baked_model_is_served_at_the_revision_it_was_baked(steps: list[tuple[str, str]]) -> None:
+    baked = final_env(steps, {"BAKE_MODEL": "org/name", "BAKE_REVISION": "0123abcd" * 5})
+    settings = Settings.from_env(env=baked)
+    assert (settings.model, settings.revision) == ("org/name", "0123abcd" * 5)
+    plain = Settings.from_env(env=final_env(steps))  # no bake: the defaults, not an empty model name
+    assert (plain.model, plain.revision) == (Settings().model, "main")
+
+
+def test_the_hub_test_jobs_are_valid_jobs(tmp_path: Path) -> None:
     tests = json.loads((REPO_ROOT / ".runpod/tests.json").read_text(encoding="utf-8"))
     assert tests["config"]["gpuCount"] >= 1 and tests["tests"]
     worker = fake_worker(tmp_path)

@@ -38,7 +38,7 @@ def test_prepare_runs_the_phases_in_the_contract_order(tmp_path: Path, monkeypat
             calls.append("ensure")
             return Resolution("org/name", "main", snapshot, "volume", "a" * 40, 10)
 
-        def find_local(self, model: str, revision: str) -> Resolution:
+        def find_local(self, model: str, revision: str, selection: object = None) -> Resolution:
             calls.append("recheck")  # after the in-use marker: a prune may have run meanwhile
             return Resolution(model, revision, snapshot, "volume", "a" * 40, 10)
 

@@ -1,6 +1,7 @@
-"""`volcache audit`: a linter for code and Dockerfiles that duplicate model weights.
+"""`volcache audit`: a linter for code, Dockerfiles and scripts that duplicate model weights.
 
-It reads Python with `ast` and Dockerfiles with a line-continuation-aware reader, never
+It reads Python with `ast`, and Dockerfiles and shell scripts with a line-continuation-aware
+reader (a Dockerfile brings the build-context scripts its image runs), never
 imports or runs what it reads, and reports each finding as `path:line:col CODE message`
 with a one-line fix. The rules live in `volcache.audit.rules`, one per module.
 """

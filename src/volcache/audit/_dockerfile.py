@@ -1,5 +1,9 @@
 """A careful Dockerfile reader: instructions with positions, and the ENV/ARG state at each.
 
+A shell script (`start.sh`, an entrypoint) is read into the same shape, so the rules that
+read `RUN` lines read it too: each command of the script is a `RUN` step, with the
+variables the script (and the Dockerfile that runs it) set before it.
+
 It joins `\\` continuations (or the `# escape=` character), drops comment and blank lines
 inside them as Docker does, reads `RUN <<EOF` heredocs, the JSON and shell forms, `ENV A=b
 C=d` and legacy `ENV A b`, `ARG`, `WORKDIR`, `VOLUME` and build stages (`FROM x AS y`, a
@@ -16,9 +20,10 @@ import posixpath
 import re
 from collections.abc import Iterator
 from functools import cached_property
+from pathlib import Path
 
 from ._locations import CACHE_ENV_VARS, mount_of
-from ._shell import SimpleCommand, Word, split_commands, split_words
+from ._shell import PYTHON_PROGRAM, SimpleCommand, Word, split_commands, split_words
 from ._suppress import Suppressions, parse_directive
 
 _KEYWORD = re.compile(r"\s*([A-Za-z]+)(?=\s|$)")
@@ -27,7 +32,6 @@ _OTHER_DIRECTIVE = re.compile(r"#\s*[a-z]+\s*=", re.IGNORECASE)
 _HEREDOC = re.compile(r"<<(-?)\s*([\"']?)([A-Za-z_][A-Za-z0-9_]*)\2")
 _VARIABLE = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-+])([^}]*))?\}|([A-Za-z_][A-Za-z0-9_]*))")
 _FLAG = re.compile(r"--([a-z-]+)(?:=(\S*))?\s*")
-_RUNPOD_PACKAGE = re.compile(r"runpod(?:[<>=!~\[;].*)?", re.IGNORECASE)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,6 +86,8 @@ class Step:
     env: dict[str, str]
     workdir: str
     stage: int
+    # A script's step is one command of it; a RUN step's commands are read from its text.
+    commands: tuple[SimpleCommand, ...] | None = None
 
     @property
     def keyword(self) -> str:
@@ -205,19 +211,64 @@ class Stage:
 
 
 class Dockerfile:
-    """One Dockerfile, read; `path` is how findings name it."""
+    """One Dockerfile (or shell script, with `script`), read; `path` is how findings name it.
 
-    def __init__(self, path: str, text: str, mount_points: tuple[str, ...]) -> None:
+    `context` is the build context folder on disk when the file was read from one: the
+    files the image copies from it (scripts it runs, a handler) are then read too. `env`
+    and `workdir` are what a script starts with (the image's, when a Dockerfile runs it).
+    """
+
+    def __init__(
+        self,
+        path: str,
+        text: str,
+        mount_points: tuple[str, ...],
+        context: Path | None = None,
+        *,
+        script: bool = False,
+        env: dict[str, str] | None = None,
+        workdir: str = "/",
+    ) -> None:
         self.path = path
+        self.context = context
+        self.is_script = script
         self.lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-        self.instructions = _Reader(self.lines).read()
         self.stages: list[Stage] = []
         self.steps: list[Step] = []
         self.volumes: list[str] = []
         self._stage_env: list[dict[str, str]] = []
         self._stage_workdir: list[str] = []
-        self._walk()
+        if script:
+            self.instructions = [self._script_instruction()]
+            self._walk_script(dict(env or {}), workdir)
+        else:
+            self.instructions = _Reader(self.lines).read()
+            self._walk()
         self.mount_points = tuple(dict.fromkeys([*mount_points, *self.volumes]))
+
+    # -- shell scripts --------------------------------------------------------------------
+
+    def _script_instruction(self) -> Instruction:
+        pieces, offset = [], 0
+        for number, line in enumerate(self.lines, start=1):
+            pieces.append((offset, number, 0))
+            offset += len(line) + 1
+        return Instruction("RUN", "\n".join(self.lines), 1, len(self.lines), 1, tuple(pieces))
+
+    def _walk_script(self, env: dict[str, str], workdir: str) -> None:
+        instruction = self.instructions[0]
+        self.stages.append(Stage(0, None, ""))
+        for command in split_commands(instruction.args, keep_assignments=True):
+            if not command.argv or command.program == "export":
+                pairs = list(command.assignments)
+                pairs += [tuple(w.text.split("=", 1)) for w in command.argv[1:] if "=" in w.text]  # type: ignore[misc]
+                env.update({name: substitute(value, env) for name, value in pairs})
+                continue
+            if command.program == "cd" and len(command.argv) == 2:
+                workdir = posixpath.normpath(posixpath.join(workdir, substitute(command.argv[1].text, env)))
+            self.steps.append(Step(instruction, dict(env), workdir, 0, (command,)))
+        self._stage_env.append(env)
+        self._stage_workdir.append(workdir)
 
     # -- build state ----------------------------------------------------------------------
 
@@ -288,6 +339,10 @@ class Dockerfile:
         """The variables a stage ends with: what its containers run with."""
         return self._stage_env[stage] if 0 <= stage < len(self._stage_env) else {}
 
+    def stage_workdir(self, stage: int) -> str:
+        """The working folder a stage ends with."""
+        return self._stage_workdir[stage] if 0 <= stage < len(self._stage_workdir) else "/"
+
     def cache_on_volume(self, stage: int) -> str | None:
         """The cache variable of `stage` that points under a mount point, if any."""
         env = self.stage_env(stage)
@@ -305,47 +360,59 @@ class Dockerfile:
     @staticmethod
     def run_commands(step: Step) -> list[SimpleCommand]:
         """The simple commands of a RUN step; word offsets count from the start of `args`."""
+        if step.commands is not None:
+            return list(step.commands)
         instruction = step.instruction
         _, at = instruction.flags()
         exec_form = instruction.json_form()
         if exec_form is None:
-            return [_shifted(c, at) for c in split_commands(instruction.args[at:])]
+            text = instruction.args[at:]
+            if Dockerfile.python_heredoc(step) is not None:  # the body is Python, not shell
+                text = text.split("\n", 1)[0]
+            return [_shifted(c, at) for c in split_commands(text)]
         if len(exec_form) >= 3 and exec_form[1] == "-c" and exec_form[0].endswith("sh"):
             return [_pinned(c, at) for c in split_commands(exec_form[2])]
         return [SimpleCommand(tuple(Word(a, at) for a in exec_form))] if exec_form else []
 
+    def commands_in_place(self, step: Step) -> Iterator[tuple[SimpleCommand, Step]]:
+        """The commands of a RUN step, each with the step as it runs: a `cd` earlier in the
+        same RUN (`cd /app && python fetch.py`) moves the working folder."""
+        workdir = step.workdir
+        for command in self.run_commands(step):
+            here = step if workdir == step.workdir else dataclasses.replace(step, workdir=workdir)
+            if command.program == "cd" and len(command.argv) == 2:
+                workdir = here.absolute(command.argv[1].text)
+            yield command, here
+
+    @staticmethod
+    def python_heredoc(step: Step) -> tuple[str, int] | None:
+        """The Python a RUN feeds through a heredoc (`RUN python3 <<EOF`, or `RUN <<EOF`
+        with a python shebang), and the offset of its first character in `args`."""
+        if step.keyword != "RUN" or step.commands is not None:
+            return None
+        first, newline, body = step.instruction.args.partition("\n")
+        if not newline or not _HEREDOC.search(first):
+            return None
+        programs = [c for c in split_commands(first) if c.argv]
+        runs_python = any(
+            PYTHON_PROGRAM.fullmatch(c.program) and "-c" not in [w.text for w in c.argv] for c in programs
+        )
+        shebang = not programs and body.startswith("#!") and "python" in body.split("\n", 1)[0]
+        return (body, len(first) + 1) if runs_python or shebang else None
+
     # -- facts about the whole file -------------------------------------------------------
 
-    @cached_property
-    def is_volume_worker(self) -> bool:
-        """Whether the image is a worker meant to use a network volume.
-
-        True when the file names RunPod (its name, a `runpod/...` base image, `pip install
-        runpod`), declares a VOLUME, or mentions a mount point outside comments.
-        """
-        if "runpod" in self.path.lower() or self.volumes:
-            return True
-        for step in self.steps:
-            args = step.instruction.args
-            if any(m in args for m in self.mount_points):
-                return True
-            if step.keyword == "FROM" and any(w.text.lower().startswith("runpod/") for w in step.instruction.words()):
-                return True
-            if step.keyword == "RUN" and self._installs_runpod(step):
-                return True
-        return False
-
-    def _installs_runpod(self, step: Step) -> bool:
-        for command in self.run_commands(step):
-            texts = [w.text for w in command.argv]
-            if "install" in texts and any(_RUNPOD_PACKAGE.fullmatch(t) for t in texts):
-                return True
-        return False
+    def mentions_mount_point(self) -> bool:
+        """Whether an instruction (not a comment) names a mount point, or declares a VOLUME."""
+        return bool(self.volumes) or any(m in i.args for i in self.instructions for m in self.mount_points)
 
     @cached_property
     def suppressions(self) -> Suppressions:
         """Directives in the comment lines right above an instruction (all its lines)
-        or right above one of its continuation lines (that line)."""
+        or right above one of its continuation lines (that line). In a script, a
+        directive also covers its own line (a trailing comment)."""
+        if self.is_script:
+            return self._script_suppressions()
         found = Suppressions()
         for instruction in self.instructions:
             for codes in self._directives_above(instruction.line):
@@ -356,6 +423,20 @@ class Dockerfile:
                     found.add(line, codes)
         return found
 
+    def _script_suppressions(self) -> Suppressions:
+        found = Suppressions()
+        for index, line in enumerate(self.lines):
+            if "#" in line and (codes := parse_directive(line[line.index("#") :])) is not None:
+                found.add(index + 1, codes)
+                if line.lstrip().startswith("#"):
+                    below = next((i for i in range(index + 1, len(self.lines)) if not self._is_comment(i)), None)
+                    if below is not None:
+                        found.add(below + 1, codes)
+        return found
+
+    def _is_comment(self, index: int) -> bool:
+        return self.lines[index].lstrip().startswith("#")
+
     def _directives_above(self, line: int) -> Iterator[frozenset[str]]:
         index = line - 2
         while index >= 0 and self.lines[index].lstrip().startswith("#"):
@@ -363,6 +444,20 @@ class Dockerfile:
             if codes is not None:
                 yield codes
             index -= 1
+
+
+def copy_operands(step: Step) -> tuple[list[Word], Word | None]:
+    """The sources and the destination of a COPY or ADD step."""
+    instruction = step.instruction
+    exec_form = instruction.json_form()
+    if exec_form is not None:
+        _, at = instruction.flags()
+        words = [Word(text, at) for text in exec_form]
+    else:
+        words = instruction.words()
+    if len(words) < 2 or any(w.text.startswith("<<") for w in words):
+        return [], None
+    return words[:-1], words[-1]
 
 
 def _shifted(command: SimpleCommand, delta: int) -> SimpleCommand:

@@ -19,7 +19,7 @@ def _table() -> str:
     rows = ["| Code | Name | Reads | Level | Finds |", "| --- | --- | --- | --- | --- |"]
     for rule in ALL_RULES:
         link = f"[{rule.code}](#{rule.code.lower()}-{rule.name})"
-        rows.append(f"| {link} | `{rule.name}` | {rule.language} | {rule.severity} | {rule.summary} |")
+        rows.append(f"| {link} | `{rule.name}` | {rule.languages} | {rule.severity} | {rule.summary} |")
     return "\n".join(rows)
 
 
@@ -28,7 +28,7 @@ def _section(rule: Rule) -> str:
     body = body.replace("\n## ", "\n#### ")
     body = "#### " + body[3:] if body.startswith("## ") else body
     title = rule.doc().split("\n", 1)[0].rstrip(".")
-    return f"### {rule.code} {rule.name}\n\n**{title}** ({rule.language}, {rule.severity})\n\n{body}\n"
+    return f"### {rule.code} {rule.name}\n\n**{title}** ({rule.languages}, {rule.severity})\n\n{body}\n"
 
 
 def rules_markdown() -> str:

@@ -1,4 +1,4 @@
-"""Which files `volcache audit` reads: Python files and Dockerfiles, minus skipped folders."""
+"""Which files `volcache audit` reads: Python files, Dockerfiles and shell scripts, minus skipped folders."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Literal
 
-Kind = Literal["python", "dockerfile"]
+Kind = Literal["python", "dockerfile", "shell"]
 
 SKIP_DIRS = frozenset(
     {".venv", "venv", ".git", "node_modules", "__pycache__", "build", "dist", ".tox", ".nox",
@@ -16,16 +16,26 @@ SKIP_DIRS = frozenset(
 )  # fmt: skip
 
 
+# Files named like a Dockerfile that are about one, not one.
+_DOCUMENTS = (".md", ".txt", ".rst", ".json", ".yaml", ".yml", ".toml", ".html")
+
+
 def file_kind(path: Path) -> Kind | None:
-    """`python` for `*.py`; `dockerfile` for `Dockerfile`, `Dockerfile.*`, `*.Dockerfile`,
-    `Containerfile` and `Containerfile.*` (any case); None for anything else."""
+    """`python` for `*.py`; `shell` for `*.sh` and `*.bash`; `dockerfile` for `Dockerfile`,
+    `Dockerfile.*`, `Dockerfile-*`, `Dockerfile_*`, `*.Dockerfile`, and the same with
+    `Containerfile` (any case), except documents about them (`Dockerfile.md`); None for
+    anything else."""
     name = path.name.lower()
     if name.endswith(".py"):
         return "python"
+    if name.endswith((".sh", ".bash")):
+        return "shell"
     if name.endswith(".dockerignore"):
         return None
     for base in ("dockerfile", "containerfile"):
-        if name == base or name.startswith(base + ".") or name.endswith("." + base):
+        if name == base or name.endswith("." + base):
+            return "dockerfile"
+        if name.startswith((base + ".", base + "-", base + "_")) and not name.endswith(_DOCUMENTS):
             return "dockerfile"
     return None
 

@@ -11,8 +11,10 @@ import dataclasses
 import io
 import tokenize
 from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ._grammar import parse
 from ._locations import DEFAULT_MOUNT_POINTS
 from ._suppress import Suppressions, parse_directive
 
@@ -24,11 +26,46 @@ ScopeNode = ast.Module | ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef |
 
 
 @dataclasses.dataclass(frozen=True)
+class Imported:
+    """`from module import name` (`level` leading dots): a constant another file may hold."""
+
+    module: str
+    name: str
+    level: int
+
+
+@dataclasses.dataclass(frozen=True)
 class Binding:
-    """A name bound at `line`; `value` is None where the bound value cannot be known."""
+    """A name bound at `line`; `value` is None where the bound value cannot be known.
+
+    A loop variable has `loop` (what the loop iterates) and `index` (where the name sits in
+    a tuple target: `for name, path in ...` binds `path` at `(1,)`); a name imported from
+    another module has `imported`."""
 
     line: int
     value: ast.expr | None
+    loop: ast.expr | None = None
+    index: tuple[int, ...] = ()
+    imported: Imported | None = None
+    # Where the binding takes effect, as `position()` counts: the end of its statement, so
+    # `x = "/a"; use(x)` on one line sees it and `x = f(x)` does not.
+    at: float = 0.0
+
+
+def position(node: ast.AST) -> float:
+    """A node's start as one comparable number: line, then column."""
+    line: int = getattr(node, "lineno", 0)
+    col: int = getattr(node, "col_offset", 0)
+    return line + col / 1_000_000
+
+
+def end_position(node: ast.AST) -> float:
+    """A node's end as `position` counts."""
+    end_line: int | None = getattr(node, "end_lineno", None)
+    end_col: int | None = getattr(node, "end_col_offset", None)
+    line = end_line if end_line is not None else int(getattr(node, "lineno", 0))
+    col = end_col if end_col is not None else 0
+    return line + col / 1_000_000
 
 
 @dataclasses.dataclass
@@ -41,8 +78,15 @@ class Scope:
     params: list[str] = dataclasses.field(default_factory=list)
     defaults: dict[str, ast.expr] = dataclasses.field(default_factory=dict)
 
-    def bind(self, name: str, line: int, value: ast.expr | None) -> None:
-        self.bindings.setdefault(name, []).append(Binding(line, value))
+    def bind(self, name: str, line: int, value: ast.expr | None, at: float | None = None) -> None:
+        self.bindings.setdefault(name, []).append(Binding(line, value, at=float(line) if at is None else at))
+
+    def add(self, name: str, binding: Binding) -> None:
+        self.bindings.setdefault(name, []).append(binding)
+
+    @property
+    def is_method(self) -> bool:
+        return self.is_function and self.parent is not None and isinstance(self.parent.node, ast.ClassDef)
 
     @property
     def is_function(self) -> bool:
@@ -109,16 +153,16 @@ class _ScopeBuilder(ast.NodeVisitor):
 
     def visit_Assign(self, node: ast.Assign) -> None:
         for target in node.targets:
-            self._assign(target, node.value, node.lineno)
+            self._assign(target, node.value, node.lineno, end_position(node))
         self.generic_visit(node)
 
     def visit_AnnAssign(self, node: ast.AnnAssign) -> None:
         if node.value is not None:
-            self._assign(node.target, node.value, node.lineno)
+            self._assign(node.target, node.value, node.lineno, end_position(node))
         self.generic_visit(node)
 
     def visit_NamedExpr(self, node: ast.NamedExpr) -> None:
-        self._assign(node.target, node.value, node.lineno)
+        self._assign(node.target, node.value, node.lineno, end_position(node))
         self.generic_visit(node)
 
     def visit_AugAssign(self, node: ast.AugAssign) -> None:
@@ -126,12 +170,21 @@ class _ScopeBuilder(ast.NodeVisitor):
         self.generic_visit(node)
 
     def visit_For(self, node: ast.For) -> None:
-        self._assign(node.target, None, node.lineno)
+        self._loop(node.target, node.iter, node.lineno, ())
         self.generic_visit(node)
 
     def visit_AsyncFor(self, node: ast.AsyncFor) -> None:
         self._assign(node.target, None, node.lineno)
         self.generic_visit(node)
+
+    def _loop(self, target: ast.expr, iterated: ast.expr, line: int, index: tuple[int, ...]) -> None:
+        if isinstance(target, ast.Name):
+            self._scope.add(target.id, Binding(line, None, loop=iterated, index=index, at=end_position(target)))
+        elif isinstance(target, ast.Tuple | ast.List):
+            for position, element in enumerate(target.elts):
+                self._loop(element, iterated, line, (*index, position))
+        else:
+            self._assign(target, None, line)
 
     def visit_withitem(self, node: ast.withitem) -> None:
         if node.optional_vars is not None:
@@ -145,23 +198,30 @@ class _ScopeBuilder(ast.NodeVisitor):
 
     def visit_Import(self, node: ast.Import) -> None:
         for alias in node.names:
-            self._scope.bind((alias.asname or alias.name).split(".")[0], node.lineno, None)
+            self._scope.bind((alias.asname or alias.name).split(".")[0], node.lineno, None, end_position(node))
 
     def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
         for alias in node.names:
-            self._scope.bind(alias.asname or alias.name, node.lineno, None)
+            imported = Imported(node.module or "", alias.name, node.level)
+            binding = Binding(node.lineno, None, imported=imported, at=end_position(node))
+            self._scope.add(alias.asname or alias.name, binding)
 
-    def _assign(self, target: ast.expr, value: ast.expr | None, line: int) -> None:
+    def _assign(self, target: ast.expr, value: ast.expr | None, line: int, at: float | None = None) -> None:
         if isinstance(target, ast.Name):
-            self._scope.bind(target.id, line, value)
+            self._scope.bind(target.id, line, value, at)
         elif isinstance(target, ast.Tuple | ast.List):
             values = value.elts if isinstance(value, ast.Tuple | ast.List) else None
             if values is not None and len(values) != len(target.elts):
                 values = None
             for index, element in enumerate(target.elts):
-                self._assign(element, values[index] if values else None, line)
+                self._assign(element, values[index] if values else None, line, at)
         elif isinstance(target, ast.Starred):
-            self._assign(target.value, None, line)
+            self._assign(target.value, None, line, at)
+
+
+def keyword_value(call: ast.Call, name: str) -> ast.expr | None:
+    """The value a call passes as keyword argument `name`, if any."""
+    return next((k.value for k in call.keywords if k.arg == name), None)
 
 
 def _import_aliases(nodes: list[ast.AST]) -> dict[str, str]:
@@ -183,13 +243,22 @@ def _import_aliases(nodes: list[ast.AST]) -> dict[str, str]:
 
 
 class PythonModule:
-    """One Python file, parsed; `path` is how findings name it."""
+    """One Python file, parsed; `path` is how findings name it, `source` where it lies on
+    disk when it was read from a file (constants imported from sibling modules are read
+    from there)."""
 
-    def __init__(self, path: str, text: str, mount_points: tuple[str, ...] = DEFAULT_MOUNT_POINTS) -> None:
+    def __init__(
+        self,
+        path: str,
+        text: str,
+        mount_points: tuple[str, ...] = DEFAULT_MOUNT_POINTS,
+        source: Path | None = None,
+    ) -> None:
         self.path = path
         self.text = text
         self.mount_points = mount_points
-        self.tree = ast.parse(text, filename=path)
+        self.source = source
+        self.tree = parse(text, path)
         self.lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
 
     # What follows is computed on first use: most files need only some of it.

@@ -14,6 +14,9 @@ import re
 from collections.abc import Callable, Iterator
 
 _ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
+# `python`, `python3`, `python3.11`: the interpreters a command line may run.
+PYTHON_PROGRAM = re.compile(r"python(?:[0-9]+(?:\.[0-9]+)?)?")
+SHELLS = frozenset({"sh", "bash", "dash", "zsh"})
 # Words that may stand before a command without being it.
 _PREFIX_WORDS = frozenset(
     {"if", "then", "else", "elif", "do", "while", "until", "!", "{", "time", "exec", "command", "nohup"}
@@ -38,7 +41,7 @@ class SimpleCommand:
     @property
     def program(self) -> str:
         """The command's name without its directory: `/usr/bin/cp` -> `cp`."""
-        return posixpath.basename(self.argv[0].text)
+        return posixpath.basename(self.argv[0].text) if self.argv else ""
 
     def env(self) -> dict[str, str]:
         return dict(self.assignments)
@@ -177,12 +180,14 @@ def split_words(text: str) -> list[Word]:
     return [w for words in _Lexer(text).run() for w in words]
 
 
-def split_commands(text: str) -> list[SimpleCommand]:
-    """The simple commands in shell `text`, in order."""
+def split_commands(text: str, keep_assignments: bool = False) -> list[SimpleCommand]:
+    """The simple commands in shell `text`, in order. With `keep_assignments`, a line that
+    only sets variables (`MODEL_DIR=/x`) is kept as a command with no words, so a script
+    reader can follow the variables a script sets."""
     result = []
     for words in _Lexer(text).run():
         argv, assignments = _strip_prefixes(words)
-        if argv:
+        if argv or (keep_assignments and assignments):
             result.append(SimpleCommand(tuple(argv), tuple(assignments)))
     return result
 
@@ -263,3 +268,16 @@ def option_value(cmd: SimpleCommand, *names: str) -> Word | None:
             elif word.text.startswith(name + "=") and name.startswith("--"):
                 found = Word(word.text[len(name) + 1 :], word.offset + len(name) + 1)
     return found
+
+
+HUB_CLIS = frozenset({"hf", "huggingface-cli"})
+
+
+def local_dir_option(cmd: SimpleCommand) -> Word | None:
+    """The `--local-dir` word of `hf download` / `huggingface-cli download`, if given."""
+    if cmd.program not in HUB_CLIS or [w.text for w in cmd.argv[1:2]] != ["download"]:
+        return None
+    value = option_value(cmd, "--local-dir")
+    if value is None or not value.text:
+        return None
+    return next(w for w in reversed(cmd.argv) if w.text == "--local-dir" or w.text.startswith("--local-dir="))

@@ -80,8 +80,9 @@ def audit(
 ) -> None:
     """Find code and Dockerfile lines that put model weights on disk twice or on the wrong disk.
 
-    Reads Python files and Dockerfiles under PATHS (default: the current folder) without
-    importing or running them. Exit status: 0 no findings, 1 findings, 2 usage error.
+    Reads Python files, Dockerfiles and shell scripts under PATHS (default: the current
+    folder), and the build-context scripts a Dockerfile runs, without importing or
+    running them. Exit status: 0 no findings, 1 findings, 2 usage error.
 
     \b
     Examples:
@@ -108,7 +109,7 @@ def audit(
     )
     report = audit_paths(targets, options)
     for skipped in report.skipped:
-        click.echo(f"volcache audit: skipped {skipped} (neither a Python file nor a Dockerfile)", err=True)
+        click.echo(f"volcache audit: skipped {skipped} (not a Python file, a Dockerfile or a shell script)", err=True)
     if output_format == "json":
         click.echo(render_json(report.findings), nl=False)
     elif output_format == "sarif":

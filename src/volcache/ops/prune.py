@@ -2,7 +2,7 @@
 
 Work is planned, then executed (as `huggingface_hub`'s `DeleteCacheStrategy`), so `--dry-run`
 is free. A plan never holds a snapshot of a model whose download lease is live, a snapshot
-with a live in-use marker (`volcache._inuse`), a snapshot being downloaded, or anything in a
+with a live in-use marker (`volcache.store.inuse`), a snapshot being downloaded, or anything in a
 read-only cache; `.incomplete` files are never removed. Execution takes each model's download
 lease (skipping a busy model), checks again, and removes refs, then snapshot links, then
 records, then blobs no remaining snapshot points at, so no ref ever names a missing snapshot.

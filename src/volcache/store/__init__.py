@@ -29,7 +29,16 @@ from .scan import (
     scan_volume,
     snapshot_blobs,
 )
-from .selection import WEIGHT_SUFFIXES, RemoteFile, check_repo_id, is_weight_file, select_needed
+from .selection import (
+    WEIGHT_SUFFIXES,
+    Plan,
+    PlannedFile,
+    RemoteFile,
+    Selection,
+    check_repo_id,
+    is_weight_file,
+    select_needed,
+)
 from .store import Held, ModelStore, Preflight, Resolution
 from .volume import disk_usage, free_bytes, is_mounted, probe_symlinks, require_mounted, retry_io
 from .weights import Filter, WalkResult, WeightFile, iter_unique, snapshot_bytes, tree_bytes, walk_weights, weight_bytes
@@ -47,12 +56,15 @@ __all__ = [
     "InUseMarker",
     "Lease",
     "ModelStore",
+    "Plan",
+    "PlannedFile",
     "Prefetch",
     "Preflight",
     "Protected",
     "RemoteFile",
     "RepoFolder",
     "Resolution",
+    "Selection",
     "Strategy",
     "VolumeLayout",
     "VolumeScan",

@@ -16,6 +16,7 @@ import contextlib
 import contextvars
 import dataclasses
 import errno
+import hashlib
 import logging
 import os
 import shutil
@@ -36,9 +37,9 @@ from .._errors import (
     one_line,
 )
 from .._settings import StoreSettings
-from .integrity import check_file
+from .integrity import check_file, git_blob_header
 from .layout import STAGING_PREFIX, RepoFolder
-from .selection import RemoteFile, check_commit, check_listing
+from .selection import MAX_DECIDING_BYTES, RemoteFile, check_commit, check_listing
 
 log = logging.getLogger("volcache.hub")
 
@@ -151,6 +152,42 @@ class HubClient:
 
         what = f"the Hub's answer for {model}"
         return with_retries(call, what=what, failed=failed, settings=self.settings, model=model, revision=revision)
+
+    def read_small(self, model: str, commit: str, f: RemoteFile) -> bytes:
+        """One small deciding file's bytes (an index, `model_index.json`), in memory, never written.
+
+        Checked against the listing (size and blob id) before they decide anything; a cut or
+        corrupted answer is retried like any transfer.
+        """
+        from huggingface_hub import get_session, hf_hub_url, hf_raise_for_status
+        from huggingface_hub.utils._headers import build_hf_headers
+
+        s = self.settings
+        if f.size > MAX_DECIDING_BYTES:
+            raise HostileAnswer(
+                f"{model}: {f.path} is listed with {f.size} bytes, too large for an index.", model=model
+            )
+        url = hf_hub_url(model, f.path, revision=commit, endpoint=s.endpoint)
+
+        def get() -> bytes:
+            with get_session().stream(
+                "GET", url, headers=build_hf_headers(token=s.hf_token), follow_redirects=True
+            ) as response:
+                hf_raise_for_status(response)
+                data = b""
+                for chunk in response.iter_bytes():
+                    data += chunk
+                    if len(data) > f.size:
+                        break
+            digest = hashlib.sha256() if f.sha256 else git_blob_header(len(data))
+            digest.update(data)
+            if len(data) != f.size or digest.hexdigest() != f.oid:
+                raise IntegrityError(
+                    f"{f.path} of {model}@{commit[:8]}: the Hub sent other bytes than its listing names.", model=model
+                )
+            return data
+
+        return self._ask(get, model, commit)
 
     def fetch(self, repo: RepoFolder, model: str, commit: str, f: RemoteFile) -> Path:
         """Download `f` into a staging folder inside `repo.blobs`, verified; return the staged file.

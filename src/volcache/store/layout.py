@@ -148,9 +148,19 @@ class VolumeLayout:
     def records_folder(self, model: str) -> Path:
         return self.records_root / repo_folder(model)
 
-    def record(self, model: str, commit: str) -> Path:
-        """The completion record of `model@commit`."""
-        return self.records_folder(model) / f"{commit}.json"
+    def record(self, model: str, commit: str, selection_key: str = "") -> Path:
+        """The completion record of `model@commit` for one selection (`Selection.key`; "" is the default)."""
+        name = f"{commit}.sel-{selection_key}.json" if selection_key else f"{commit}.json"
+        return self.records_folder(model) / name
+
+    def commit_records(self, model: str, commit: str) -> list[Path]:
+        """The records of `model@commit` that exist, one per selection, the default first."""
+        default = self.record(model, commit)
+        try:
+            others = sorted(self.records_folder(model).glob(f"{commit}.sel-*.json"))
+        except OSError:
+            others = []
+        return [default, *others] if default.exists() else others
 
     def record_models(self) -> list[str]:
         """Models that have a records folder."""
@@ -186,5 +196,6 @@ class VolumeLayout:
         return (self.records_folder(model), self.records_dir / "used" / folder, self.records_dir / "inuse" / folder)
 
     def snapshot_records(self, model: str, commit: str) -> tuple[Path, ...]:
-        """Everything volcache keeps about one snapshot: its record, last-use marker and in-use folder."""
-        return (self.record(model, commit), self.used_marker(model, commit), self.inuse_dir(model, commit))
+        """Everything volcache keeps about one snapshot: its records, last-use marker and in-use folder."""
+        records = {self.record(model, commit), *self.commit_records(model, commit)}
+        return (*sorted(records), self.used_marker(model, commit), self.inuse_dir(model, commit))

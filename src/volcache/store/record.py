@@ -2,7 +2,9 @@
 
 A record is written atomically (temp file, fsync, rename) only after every file was
 downloaded and verified. It lives beside the Hub layout (`VolumeLayout.record`), so `hf cache`
-and transformers see the ordinary layout.
+and transformers see the ordinary layout. A record holds one selection (`Selection`: variant,
+file pattern, includes): two variants of one commit share the snapshot folder and its blobs,
+and each has its own record (`VolumeLayout.record(model, commit, selection.key)`).
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .selection import RemoteFile
+from .selection import RemoteFile, Selection
 from .volume import retry_io
 
 RECORD_VERSION = 1
+DEFAULT_SELECTION = Selection()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,6 +34,7 @@ class CompletionRecord:
     files: tuple[RemoteFile, ...]
     completed_at: float
     host: str
+    selection: Selection = DEFAULT_SELECTION
 
     @property
     def total_bytes(self) -> int:
@@ -38,6 +42,7 @@ class CompletionRecord:
 
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
+        data["selection"] = self.selection.to_json()
         data["version"] = RECORD_VERSION
         return data
 
@@ -51,10 +56,13 @@ class CompletionRecord:
             files,
             float(data["completed_at"]),
             str(data.get("host", "")),
+            Selection.from_json(data.get("selection")),  # records before selections: the default
         )
 
     @classmethod
-    def new(cls, repo: str, commit: str, revision: str, files: list[RemoteFile]) -> CompletionRecord:
+    def new(
+        cls, repo: str, commit: str, revision: str, files: list[RemoteFile], selection: Selection = DEFAULT_SELECTION
+    ) -> CompletionRecord:
         return cls(
             repo,
             commit,
@@ -62,6 +70,7 @@ class CompletionRecord:
             tuple(sorted(files, key=lambda f: f.path)),
             time.time(),
             socket.gethostname(),
+            selection,
         )
 
 

@@ -32,7 +32,8 @@ class CachedSnapshot:
     complete: bool
     readonly: bool = False
     note: str = ""
-    record: CompletionRecord | None = None
+    record: CompletionRecord | None = None  # the default selection's record, else another complete one
+    selections: tuple[str, ...] = ()  # the complete records' selections: "default", "fp16", "file=*Q4_K_M.gguf"
     blobs: frozenset[Path] = frozenset()  # the blobs its links point at (inside the repo's blobs/ only)
     own_bytes: int = 0  # regular files inside the snapshot folder (a no-symlink fallback copy)
     last_used: float = 0.0  # its used marker's mtime, else its completion time, else its folder's mtime
@@ -62,6 +63,7 @@ class CachedSnapshot:
             "readonly": self.readonly,
             "note": self.note,
             "state": self.state,
+            "selections": list(self.selections),
         }
 
 
@@ -121,13 +123,18 @@ def _volume_snapshot(
     layout: VolumeLayout, model: str, folder: RepoFolder, snap: Path, refs: tuple[str, ...]
 ) -> CachedSnapshot:
     blobs, own = snapshot_blobs(folder, snap)
-    record = read_record(layout.record(model, snap.name))
+    records = [r for r in map(read_record, layout.commit_records(model, snap.name)) if r is not None]
+    problems = {r.selection.label: snapshot_mismatches(snap, r) for r in records}
+    selections = tuple(label for label, found in problems.items() if not found)
+    complete_records = [r for r in records if r.selection.label in selections]
+    record = next(iter(complete_records or records), None)
     last = _last_used(layout.used_marker(model, snap.name), snap, record)
     if record is None:
         size, complete, note = snapshot_bytes(snap), False, "no completion record"
     else:
-        problems = snapshot_mismatches(snap, record)
-        size, complete, note = record.total_bytes, not problems, "; ".join(problems[:3])
+        files = {f.path: f.size for r in (complete_records or [record]) for f in r.files}
+        size, complete = sum(files.values()), bool(selections)
+        note = "; ".join(p for found in problems.values() for p in found[:3])
     return CachedSnapshot(
         model,
         snap.name,
@@ -140,6 +147,7 @@ def _volume_snapshot(
         blobs=blobs,
         own_bytes=own,
         last_used=last,
+        selections=selections,
     )
 
 

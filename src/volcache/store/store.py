@@ -4,8 +4,9 @@ Resolution order (ARCHITECTURE.md, "Startup of a worker"):
 1. a local folder given as the model (used in place);
 2. RunPod's cached models and other read-only caches (used in place, never written);
 3. volcache's own completion record on the volume (offline: zero network requests);
-4. otherwise, under the volume lease: list the repo, preflight the free space, download
-   the needed files through `huggingface_hub` into a staging folder in the repo's blobs/,
+4. otherwise, under the volume lease: list the repo, plan the files the loader opens
+   (`selection`, decided from the listing and the few small files that decide, read in memory),
+   preflight the free space, download them through `huggingface_hub` into a staging folder in the repo's blobs/,
    verify each, rename it to `blobs/<oid>`, link it into the snapshot, write the completion
    record, release the lease.
 
@@ -25,16 +26,16 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from .._errors import InsufficientSpace, InvalidModelId, ModelNotFound, OfflineMiss, StoreError
+from .._errors import InsufficientSpace, InvalidModelId, ModelNotFound, OfflineMiss
 from .._settings import StoreSettings, format_bytes
-from .hub import HubClient, remove_stale_staging
+from .hub import HubClient, remove_stale_staging, staging_folder
 from .integrity import check_file
 from .inuse import InUse, hold_in_use
 from .layout import SHA1_RE, RepoFolder, VolumeLayout
 from .lease import Lease, model_lease
-from .record import CompletionRecord, read_record, snapshot_mismatches, write_record
+from .record import DEFAULT_SELECTION, CompletionRecord, read_record, snapshot_mismatches, write_record
 from .scan import find_readonly_snapshot, records_of
-from .selection import RemoteFile, check_repo_id, select_needed
+from .selection import Plan, RemoteFile, Selection, check_repo_id, deciding_files, plan_selection
 from .volume import free_bytes, probe_symlinks, replace_into
 
 log = logging.getLogger("volcache.store")
@@ -55,6 +56,7 @@ class Resolution:
     commit: str | None = None
     bytes: int = 0
     downloaded_bytes: int = 0
+    selection: Selection = DEFAULT_SELECTION  # which weights of the repo (MODEL_VARIANT, MODEL_FILE, includes)
 
 
 @dataclasses.dataclass
@@ -95,15 +97,23 @@ class ModelStore:
         """The snapshot folder of `model` at `revision`, downloading it once if needed."""
         return self.resolve(model, revision).path
 
+    @property
+    def selection(self) -> Selection:
+        """The settings' request: MODEL_VARIANT, MODEL_FILE and VOLCACHE_INCLUDE."""
+        s = self.settings
+        return Selection(s.variant, s.model_file, s.include)
+
     def resolve(
         self,
         model: str | None = None,
         revision: str | None = None,
         on_wait: Callable[[Any, float], None] | None = None,
+        selection: Selection | None = None,
     ) -> Resolution:
         model = model or self.settings.model
         revision = revision or self.settings.revision
-        local = self.find_local(model, revision)
+        selection = selection or self.selection
+        local = self.find_local(model, revision, selection)
         if local is not None:
             return local
         check_repo_id(model)
@@ -118,7 +128,20 @@ class ModelStore:
         # The cheap question first (does it exist, may this token read it): a missing or gated model
         # fails here, before a folder, a lease or a byte is written.
         commit = self.hub.commit_of(model, revision)
-        return self._download(model, revision, commit, on_wait)
+        return self._download(model, revision, commit, on_wait, selection)
+
+    def plan(self, model: str | None = None, revision: str | None = None, selection: Selection | None = None) -> Plan:
+        """Every file of `model@revision`, kept or skipped, and why; downloads and writes nothing.
+
+        Requests: the revision, the listing and the small files that decide (no weight file).
+        The kept total is what `resolve` then downloads onto an empty volume.
+        """
+        model = check_repo_id(model or self.settings.model)
+        revision = revision or self.settings.revision
+        selection = selection or self.selection
+        _check_revision(revision)
+        listing = self.hub.list(model, revision)
+        return self._plan_listing(model, listing.commit, listing.files, selection)[0]
 
     def hold(self, resolution: Resolution) -> Held:
         """Mark `resolution`'s snapshot in use and used now; re-resolve if a prune removed it meanwhile.
@@ -130,8 +153,8 @@ class ModelStore:
         marker = None
         if resolution.source in ("volume", "download") and resolution.commit:
             marker = hold_in_use(self.settings, resolution.model, resolution.commit)
-            if self.find_local(resolution.model, resolution.revision) is None:
-                resolution = self.resolve(resolution.model, resolution.revision)
+            if self.find_local(resolution.model, resolution.revision, resolution.selection) is None:
+                resolution = self.resolve(resolution.model, resolution.revision, selection=resolution.selection)
         self.mark_used(resolution)
         return Held(resolution, marker)
 
@@ -143,8 +166,9 @@ class ModelStore:
         model = check_repo_id(model or self.settings.model)
         return self.hub.commit_of(model, revision or self.settings.revision)
 
-    def find_local(self, model: str, revision: str) -> Resolution | None:
-        """A complete local snapshot, found without any network request, or None."""
+    def find_local(self, model: str, revision: str, selection: Selection | None = None) -> Resolution | None:
+        """A complete local snapshot of this selection, found without any network request, or None."""
+        selection = selection or self.selection
         folder = Path(model)
         if folder.is_absolute() or model.startswith("."):
             if folder.is_dir():
@@ -156,15 +180,19 @@ class ModelStore:
             snap = find_readonly_snapshot(cache, model, revision)
             if snap is not None:
                 return Resolution(model, revision, snap, "readonly-cache", snap.name)
-        record = self.complete_record(model, revision)
+        record = self.complete_record(model, revision, selection)
         if record is None:
             return None
         snapshot = self.snapshot_dir(model, record.commit)
-        return Resolution(model, revision, snapshot, "volume", record.commit, record.total_bytes)
+        return Resolution(model, revision, snapshot, "volume", record.commit, record.total_bytes, 0, selection)
 
-    def complete_record(self, model: str, revision: str) -> CompletionRecord | None:
-        """The newest completion record for `model@revision` whose files all match the disk."""
-        for record in self._candidate_records(model, revision):
+    def complete_record(self, model: str, revision: str, selection: Selection | None = None) -> CompletionRecord | None:
+        """The newest record of `model@revision` for this selection whose files all match the disk.
+
+        A record of another selection never serves: its files may not be the ones this request's
+        loader opens (another variant, another quantization).
+        """
+        for record in self._candidate_records(model, revision, selection or self.selection):
             problems = snapshot_mismatches(self.snapshot_dir(model, record.commit), record)
             if not problems:
                 return record
@@ -232,72 +260,105 @@ class ModelStore:
         _link(repo, commit, f)
 
     # -- local lookups ---------------------------------------------------------------------
-    def _candidate_records(self, model: str, revision: str) -> Iterator[CompletionRecord]:
+    def _candidate_records(self, model: str, revision: str, selection: Selection) -> Iterator[CompletionRecord]:
         repo = self.layout.repo(model)
         commit = revision if SHA1_RE.match(revision) else repo.read_ref(revision)
         if commit is not None:
-            record = read_record(self.layout.record(model, commit))
-            if record is not None:
+            record = read_record(self.layout.record(model, commit, selection.key))
+            if record is not None and record.selection == selection:
                 yield record
         # refs/<revision> may have moved on (an interrupted newer download); an older
         # complete snapshot of the same revision name still serves, offline.
         for record in records_of(self.settings, model):
-            if record.revision == revision and record.commit != commit:
+            if record.revision == revision and record.commit != commit and record.selection == selection:
                 yield record
 
     # -- download --------------------------------------------------------------------------
     def _download(
-        self, model: str, revision: str, commit: str, on_wait: Callable[[Any, float], None] | None
+        self,
+        model: str,
+        revision: str,
+        commit: str,
+        on_wait: Callable[[Any, float], None] | None,
+        selection: Selection,
     ) -> Resolution:
         created = _make_dirs(self.settings.hub_cache, self.layout.locks_dir)
         try:
             with self.lease(model, f"download {model}@{revision}", on_wait=on_wait) as lease:
-                local = self.find_local(model, revision)  # another worker finished meanwhile
+                local = self.find_local(model, revision, selection)  # another worker finished meanwhile
                 if local is not None:
                     return local
-                return self._download_locked(model, revision, commit, lease)
+                return self._download_locked(model, revision, commit, lease, selection)
         except BaseException:
             _remove_empty_dirs(created)
             raise
 
-    def _download_locked(self, model: str, revision: str, commit: str, lease: Lease) -> Resolution:
+    def _download_locked(
+        self, model: str, revision: str, commit: str, lease: Lease, selection: Selection
+    ) -> Resolution:
         s = self.settings
         listing = self.hub.list(model, revision, commit)
         commit = listing.commit
-        needed = select_needed(listing.files, s.include)
-        if not needed:  # never record an empty model as complete: the worker would have nothing to load
-            raise StoreError(
-                f"{model}@{commit[:8]}: the Hub lists no file to load ({len(listing.files)} files listed). Fix: check "
-                "MODEL_NAME and MODEL_REVISION, or add the formats you need to VOLCACHE_INCLUDE.",
-                model=model,
-                revision=revision,
-            )
+        # Never empty of weights: a selection without a weight file the loader can open raises.
+        plan, small = self._plan_listing(model, commit, listing.files, selection)
+        needed = [f for f in listing.files if f.path in plan.kept_paths]
         repo = self.layout.repo(model)
-        record = read_record(self.layout.record(model, commit))
+        record = read_record(self.layout.record(model, commit, selection.key))
         if record is None or snapshot_mismatches(repo.snapshot(commit), record):
             probe_symlinks(s.hub_cache)
             remove_stale_staging(repo)
             preflight = self.preflight(model, needed)
             if not preflight.ok:
                 raise _space_error(model, commit, preflight, s)
-            downloaded = self._fetch_files(model, commit, needed, lease)
+            downloaded = self._keep_deciding_files(model, needed, small)
+            downloaded += self._fetch_files(model, commit, needed, lease)
             lease.check()
-            record = CompletionRecord.new(model, commit, revision, needed)
+            record = CompletionRecord.new(model, commit, revision, needed, selection)
             with _volume_full_is_clear(f"writing the completion record of {model}", s):
-                write_record(self.layout.record(model, commit), record)
+                write_record(self.layout.record(model, commit, selection.key), record)
         else:
             downloaded = 0
         if not SHA1_RE.match(revision):
             with _volume_full_is_clear(f"writing refs/{revision} of {model}", s):
                 repo.write_ref(revision, commit)
         log.info(
-            "volcache: %s@%s complete on the volume (%s, %d files)",
+            "volcache: %s@%s complete on the volume (%s, %d files, selection %s)",
             model,
             commit[:8],
             format_bytes(record.total_bytes),
             len(record.files),
+            selection.label,
         )
-        return Resolution(model, revision, repo.snapshot(commit), "download", commit, record.total_bytes, downloaded)
+        snapshot = repo.snapshot(commit)
+        return Resolution(model, revision, snapshot, "download", commit, record.total_bytes, downloaded, selection)
+
+    def _plan_listing(
+        self, model: str, commit: str, listing: Sequence[RemoteFile], selection: Selection
+    ) -> tuple[Plan, dict[RemoteFile, bytes]]:
+        """Read the deciding small files (in memory: a plan writes nothing) until the plan is decided."""
+        by_path = {f.path: f for f in listing}
+        contents: dict[str, bytes] = {}
+        while wanted := deciding_files(listing, contents, selection):
+            for path in wanted:
+                contents[path] = self.hub.read_small(model, commit, by_path[path])
+        plan = plan_selection(listing, contents, selection, model=model, commit=commit)
+        return plan, {by_path[p]: data for p, data in contents.items()}
+
+    def _keep_deciding_files(self, model: str, needed: Sequence[RemoteFile], small: dict[RemoteFile, bytes]) -> int:
+        """The deciding files already read (and checked) become their blobs, so each file of a
+        download is served once: `fetch_file` then only links them. Call after the preflight."""
+        repo = self.layout.repo(model)
+        written = 0
+        for f in needed:
+            data = small.get(f)
+            if data is None or _blob_complete(repo.blob(f.oid), f.size):
+                continue
+            with _volume_full_is_clear(f"writing {f.path} of {model}", self.settings), staging_folder(repo) as staging:
+                staged = staging / f.oid
+                staged.write_bytes(data)
+                os.replace(staged, repo.blob(f.oid))
+            written += f.size
+        return written
 
     def _fetch_files(self, model: str, commit: str, needed: Sequence[RemoteFile], lease: Lease) -> int:
         repo = self.layout.repo(model)

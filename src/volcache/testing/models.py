@@ -8,7 +8,12 @@ tokenizer) that transformers, sentence-transformers and `volcache.worker` load l
 - `build_tiny_causal_lm`: a 2-layer Llama with a word-level tokenizer and a chat template, task
   ``text-generation``;
 - `build_tiny_text_classifier`: a BERT sequence classifier with labels NEGATIVE/POSITIVE, task
-  ``text-classification`` (a transformers pipeline task).
+  ``text-classification`` (a transformers pipeline task);
+- layouts as real repositories ship them, for loader-exact downloads: `build_tiny_sharded_lm`
+  (shards, index and a consolidated duplicate), `build_tiny_lm_with_original` (an `original/`
+  duplicate), `build_tiny_st_with_exports` (onnx/openvino exports), `build_tiny_diffusers_repo`
+  (fp32 and fp16 components, root single-file checkpoint, pickled duplicate, onnx export) and
+  `build_tiny_gguf_repo` (several quantizations, one split in parts).
 
 The outputs are random but deterministic for a given `seed`. Serve a folder with the Hub emulator
 (`mirror_root_with(tmp, {"org/name": folder})`) or load it in place as a local model path.
@@ -25,7 +30,12 @@ __all__ = [
     "SPECIAL_TOKENS",
     "WORDS",
     "build_tiny_causal_lm",
+    "build_tiny_diffusers_repo",
+    "build_tiny_gguf_repo",
+    "build_tiny_lm_with_original",
     "build_tiny_sentence_transformer",
+    "build_tiny_sharded_lm",
+    "build_tiny_st_with_exports",
     "build_tiny_text_classifier",
     "word_tokenizer",
 ]
@@ -213,3 +223,201 @@ def _fresh(folder: str | Path) -> Path:
 def _write_json(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+
+# -- layouts as real repositories ship them (for loader-exact selection) ----------------------------
+def build_tiny_sharded_lm(folder: str | Path, *, seed: int = 0) -> Path:
+    """`build_tiny_causal_lm` saved in shards with `model.safetensors.index.json`, plus the
+    Mistral-style `consolidated.safetensors` (the same weights, one file) and `params.json`."""
+    torch, transformers = _heavy("torch"), _heavy("transformers")
+    from safetensors.torch import save_file
+
+    out = _fresh(folder)
+    with _scratch_model(build_tiny_causal_lm, seed) as tiny:
+        model = transformers.AutoModelForCausalLM.from_pretrained(tiny)
+        transformers.AutoTokenizer.from_pretrained(tiny).save_pretrained(out)
+    torch.manual_seed(seed)
+    model.save_pretrained(out, max_shard_size="40KB")
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(out / "consolidated.safetensors"), metadata={"format": "pt"})
+    _write_json(out / "params.json", {"dim": 32, "n_layers": 2, "n_heads": 2, "vocab_size": model.config.vocab_size})
+    return out
+
+
+def build_tiny_lm_with_original(folder: str | Path, *, seed: int = 0) -> Path:
+    """`build_tiny_causal_lm` (one `model.safetensors`) with Llama's `original/` duplicate: the same
+    weights pickled as `original/consolidated.00.pth`, with `params.json` and `tokenizer.model`."""
+    torch = _heavy("torch")
+    out = build_tiny_causal_lm(folder, seed=seed)
+    from safetensors.torch import load_file
+
+    original = out / "original"
+    original.mkdir()
+    torch.save(load_file(str(out / "model.safetensors")), original / "consolidated.00.pth")
+    _write_json(original / "params.json", {"dim": 32, "n_layers": 2, "n_heads": 2})
+    (original / "tokenizer.model").write_bytes(_seeded_bytes(4096, seed))
+    return out
+
+
+def build_tiny_st_with_exports(folder: str | Path, *, seed: int = 0) -> Path:
+    """`build_tiny_sentence_transformer` with what its Hub repos also hold: a pickled
+    `pytorch_model.bin`, `onnx/` and `openvino/` exports, and a module folder modules.json omits.
+
+    The export files are stand-ins of a realistic size (their loaders, onnxruntime and OpenVINO,
+    are not what this worker runs); the pickle is the real state dict.
+    """
+    torch = _heavy("torch")
+    from safetensors.torch import load_file
+
+    out = build_tiny_sentence_transformer(folder, seed=seed)
+    weights = load_file(str(out / "model.safetensors"))
+    torch.save(weights, out / "pytorch_model.bin")
+    size = (out / "model.safetensors").stat().st_size
+    (out / "onnx").mkdir()
+    (out / "onnx" / "model.onnx").write_bytes(_seeded_bytes(size, seed + 1))
+    (out / "onnx" / "model_qint8_avx512.onnx").write_bytes(_seeded_bytes(size // 4, seed + 2))
+    (out / "openvino").mkdir()
+    (out / "openvino" / "openvino_model.bin").write_bytes(_seeded_bytes(size, seed + 3))
+    (out / "openvino" / "openvino_model.xml").write_text("<net name='tiny' version='11'></net>\n")
+    (out / "2_Dense").mkdir()
+    torch.save({"linear.weight": torch.zeros(4, 4)}, out / "2_Dense" / "pytorch_model.bin")
+    return out
+
+
+def build_tiny_diffusers_repo(folder: str | Path, *, seed: int = 0) -> Path:
+    """A tiny Stable Diffusion pipeline (UNet, VAE, CLIP text encoder, tokenizer, scheduler) in the
+    layout of `stable-diffusion-xl-base-1.0`: plain fp32 components and real fp16 variants
+    (`*.fp16.safetensors`), a root single-file checkpoint, a LoRA file, a pickled duplicate of the
+    UNet (`diffusion_pytorch_model.bin`), an onnx export folder and a folder model_index omits.
+    """
+    torch, transformers = _heavy("torch"), _heavy("transformers")
+    diffusers = _heavy("diffusers")
+    from safetensors.torch import save_file
+
+    out = _fresh(folder)
+    torch.manual_seed(seed)
+    unet = diffusers.UNet2DConditionModel(
+        block_out_channels=(8, 16), layers_per_block=1, sample_size=8, in_channels=4, out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=16, norm_num_groups=4, attention_head_dim=4,
+    )  # fmt: skip
+    vae = diffusers.AutoencoderKL(
+        block_out_channels=[8, 16], in_channels=3, out_channels=3, latent_channels=4, norm_num_groups=4,
+        down_block_types=["DownEncoderBlock2D"] * 2, up_block_types=["UpDecoderBlock2D"] * 2,
+    )  # fmt: skip
+    tokenizer = _tiny_clip_tokenizer(out / "_tok")
+    text_encoder = transformers.CLIPTextModel(
+        transformers.CLIPTextConfig(
+            bos_token_id=0, eos_token_id=1, pad_token_id=1, hidden_size=16, intermediate_size=32,
+            num_attention_heads=2, num_hidden_layers=2, vocab_size=len(tokenizer), max_position_embeddings=77,
+        )
+    )  # fmt: skip
+    scheduler = diffusers.DDIMScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1, clip_sample=False
+    )
+    pipe = diffusers.StableDiffusionPipeline(
+        unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, scheduler=scheduler,
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )  # fmt: skip
+    _remove_tree(out / "_tok")
+    pipe.to(torch.float16).save_pretrained(out, variant="fp16")
+    pipe.to(torch.float32).save_pretrained(out)  # second, so the configs are the fp32 ones
+    merged = {f"{name}.{k}": v.contiguous() for name in ("unet", "vae", "text_encoder")
+              for k, v in getattr(pipe, name).state_dict().items()}  # fmt: skip
+    save_file(merged, str(out / "tiny-sd-v1-0.safetensors"))
+    save_file({"lora.down.weight": torch.zeros(4, 16)}, str(out / "pytorch_lora_weights.safetensors"))
+    torch.save(unet.state_dict(), out / "unet" / "diffusion_pytorch_model.bin")
+    unet_bytes = (out / "unet" / "diffusion_pytorch_model.safetensors").stat().st_size
+    (out / "unet" / "model.onnx").write_bytes(_seeded_bytes(unet_bytes, seed + 1))  # an export stand-in
+    (out / "vae_decoder").mkdir()
+    (out / "vae_decoder" / "model.onnx").write_bytes(_seeded_bytes(unet_bytes // 2, seed + 2))
+    return out
+
+
+def build_tiny_gguf_repo(folder: str | Path, *, seed: int = 0) -> Path:
+    """A llama.cpp repo: the same tiny tensors as GGUF files in F32 and Q8_0, and an F16 file
+    split in two parts (`-00001-of-00002.gguf`, with the `split.*` keys llama.cpp writes)."""
+    import numpy as np
+
+    gguf = _heavy("gguf")
+    out = _fresh(folder)
+    rng = np.random.default_rng(seed)
+    tensors = {f"blk.{i}.attn_q.weight": rng.standard_normal((64, 64), dtype=np.float32) for i in range(4)}
+    tensors["token_embd.weight"] = rng.standard_normal((256, 64), dtype=np.float32)
+
+    def write(path: Path, quant: Any, split: int = 0) -> None:
+        writer = gguf.GGUFWriter(str(path), "llama", split_max_tensors=split)
+        writer.add_name("tiny-llama")
+        writer.add_block_count(4)
+        writer.add_context_length(128)
+        writer.add_embedding_length(64)
+        for name, data in tensors.items():
+            if quant == gguf.GGMLQuantizationType.F16:
+                writer.add_tensor(name, data.astype(np.float16))
+            elif quant == gguf.GGMLQuantizationType.F32:
+                writer.add_tensor(name, data)
+            else:
+                writer.add_tensor(name, gguf.quants.quantize(data, quant), raw_dtype=quant)
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+
+    write(out / "tiny-llama-F32.gguf", gguf.GGMLQuantizationType.F32)
+    write(out / "tiny-llama-Q8_0.gguf", gguf.GGMLQuantizationType.Q8_0)
+    write(out / "tiny-llama-F16.gguf", gguf.GGMLQuantizationType.F16, split=3)
+    (out / "README.md").write_text("# tiny-llama GGUF\n\nQuantizations: F32, Q8_0, F16 (split in two).\n")
+    return out
+
+
+def _tiny_clip_tokenizer(scratch: Path) -> Any:
+    """A CLIP BPE tokenizer over lower-case letters and `WORDS`, built from files (no download)."""
+    transformers = _heavy("transformers")
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    tokens = ["<|startoftext|>", "<|endoftext|>", *letters, *(c + "</w>" for c in letters)]
+    merges: list[str] = []
+    for word in WORDS[:40]:  # merge a few whole words so prompts are not one token per letter
+        if len(word) < 2 or not word.isalpha():
+            continue
+        pieces = [*word[:-1], word[-1] + "</w>"]
+        while len(pieces) > 1:
+            pair = f"{pieces[0]} {pieces[1]}"
+            merged = pieces[0] + pieces[1]
+            if pair not in merges:
+                merges.append(pair)
+                tokens.append(merged)
+            pieces = [merged, *pieces[2:]]
+    scratch.mkdir(parents=True, exist_ok=True)
+    _write_json(scratch / "vocab.json", {t: i for i, t in enumerate(dict.fromkeys(tokens))})
+    (scratch / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
+    return transformers.CLIPTokenizer(
+        str(scratch / "vocab.json"), str(scratch / "merges.txt"), model_max_length=77, pad_token="<|endoftext|>"
+    )
+
+
+class _scratch_model:
+    """A tiny model built in a temporary folder for the duration of a `with` block."""
+
+    def __init__(self, build: Any, seed: int) -> None:
+        import tempfile
+
+        self._tmp = tempfile.TemporaryDirectory(prefix="volcache-tiny-")
+        self.path = build(Path(self._tmp.name) / "model", seed=seed)
+
+    def __enter__(self) -> Path:
+        return Path(self.path)
+
+    def __exit__(self, *exc: object) -> None:
+        self._tmp.cleanup()
+
+
+def _remove_tree(folder: Path) -> None:
+    for child in sorted(folder.rglob("*"), reverse=True):
+        child.rmdir() if child.is_dir() else child.unlink()
+    folder.rmdir()
+
+
+def _seeded_bytes(size: int, seed: int) -> bytes:
+    import random
+
+    return random.Random(seed).randbytes(size)

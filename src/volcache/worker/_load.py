@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from .._settings import Settings
-from ..store import Prefetch, Strategy, choose_strategy, from_pretrained_kwargs, start_prefetch
+from ..store.loading import Prefetch, Strategy, choose_strategy, from_pretrained_kwargs, start_prefetch
 from ._schemas import Limits
 from .tasks import Task, task_class
 from .tasks.base import LoadContext, heavy
@@ -80,6 +80,8 @@ def load_context(
     with _phase("import"):
         device = resolve_device(settings.device)
         read_kwargs = from_pretrained_kwargs(strategy)
+        if settings.variant:  # the store downloaded that variant's files only (MODEL_VARIANT)
+            read_kwargs = {**read_kwargs, "variant": settings.variant}
     return LoadContext(
         path=path,
         model=model or settings.served_model_name or settings.model,

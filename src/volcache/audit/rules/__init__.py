@@ -13,6 +13,7 @@ from .vc103_download_local_dir import DownloadLocalDir
 from .vc104_cache_env_after_import import CacheEnvAfterImport
 from .vc105_transformers_cache import TransformersCache
 from .vc106_volume_cache import VolumeCacheOverModels
+from .vc107_saved_twice import SavedTwice
 from .vc201_download_into_mount import DownloadIntoMount
 from .vc202_cache_env_on_container_disk import CacheEnvOnContainerDisk
 from .vc203_copy_weights_into_image import CopyWeightsIntoImage
@@ -26,6 +27,7 @@ ALL_RULES: tuple[Rule, ...] = (
     CacheEnvAfterImport(),
     TransformersCache(),
     VolumeCacheOverModels(),
+    SavedTwice(),
     DownloadIntoMount(),
     CacheEnvOnContainerDisk(),
     CopyWeightsIntoImage(),

@@ -29,7 +29,10 @@ class CopyModelFiles(PythonRule):
     Finds `shutil.copytree`, `shutil.copy`, `shutil.copy2`, `shutil.copyfile` (and
     `distutils`' `copy_tree`/`copy_file`) whose source or destination is a model or cache
     location, and `shutil.move` of one from one filesystem to another (the container disk
-    to the volume mount point, or back), which is a copy followed by a delete.
+    to the volume mount point, or back), which is a copy followed by a delete. A model
+    location is recognised by its folder names (`models_cache`, `ckpt`,
+    `pretrained_weights`), a weight file suffix, a cache variable, or what
+    `hf_hub_download`/`snapshot_download` returned (a file of the Hub cache).
 
     ## Why is this bad?
     Every copy stores the weights a second time: a "migration" of a build cache onto the
@@ -52,10 +55,12 @@ class CopyModelFiles(PythonRule):
     ```
 
     ## When it stays silent
-    When neither path can be resolved from the file (a parameter nobody in the file
-    passes a literal to, an attribute such as `self.cache_dir`, a function's return
-    value), when the paths are ordinary files (`config.json`, `README.md`), and for a
-    `shutil.move` within one filesystem (a rename) or between paths it cannot place.
+    When neither path can be resolved from the file and its sibling modules (a parameter
+    nobody in the file passes a literal to, an attribute such as `self.cache_dir`, the
+    return value of a function other than `hf_hub_download`/`snapshot_download`), when
+    the paths are ordinary files (`config.json`, `README.md`) or folders whose names say
+    they hold something else (`model_outputs`), and for a `shutil.move` within one
+    filesystem (a rename) or between paths it cannot place.
     """
 
     code = "VC101"

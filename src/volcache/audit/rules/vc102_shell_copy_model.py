@@ -2,32 +2,13 @@
 
 from __future__ import annotations
 
-import ast
-import posixpath
 from collections.abc import Iterator
 
 from .._finding import Finding
-from .._locations import UNKNOWN, is_model_location
+from .._locations import is_model_location
 from .._python import PythonModule
-from .._shell import SimpleCommand, Word, copied_model_operands, split_commands
-from ._base import PythonRule, argument
-
-_RUNNERS = frozenset(
-    {
-        "subprocess.run",
-        "subprocess.call",
-        "subprocess.check_call",
-        "subprocess.check_output",
-        "subprocess.Popen",
-        "subprocess.getoutput",
-        "subprocess.getstatusoutput",
-        "os.system",
-        "os.popen",
-        "asyncio.create_subprocess_shell",
-    }
-)
-_EXEC = "asyncio.create_subprocess_exec"
-_SHELLS = frozenset({"sh", "bash", "dash", "zsh"})
+from .._shell import copied_model_operands
+from ._base import PythonRule, is_runner, shell_commands
 
 
 class ShellCopyModel(PythonRule):
@@ -68,29 +49,10 @@ class ShellCopyModel(PythonRule):
 
     def check(self, module: PythonModule) -> Iterator[Finding]:
         for call, name in module.calls():
-            if name in _RUNNERS or name == _EXEC:
-                for command in self._commands(module, call, name):
+            if is_runner(name):
+                for command in shell_commands(module, call, name):
                     operands = copied_model_operands(command, is_model_location)
                     if operands:
                         shown = ", ".join(repr(w.text) for w in operands)
                         message = f"`{command.program}` run by {name}() copies model files ({shown})"
                         yield self.at(module, call, message + ": the weights end up on disk twice")
-
-    @staticmethod
-    def _commands(module: PythonModule, call: ast.Call, name: str) -> list[SimpleCommand]:
-        resolver = module.resolver
-        if name == _EXEC:
-            elements = list(call.args)
-        else:
-            first = argument(call, 0, "args") or argument(call, 0, "cmd")
-            sequence = resolver.sequence(first) if first is not None else None
-            if first is None or sequence is None:
-                text = resolver.value(first) if first is not None else None
-                return split_commands(text) if text else []
-            elements = sequence
-        if any(isinstance(e, ast.Starred) for e in elements):
-            return []
-        argv = [resolver.value(e) or UNKNOWN for e in elements]
-        if len(argv) >= 3 and posixpath.basename(argv[0]) in _SHELLS and argv[1] == "-c":
-            return split_commands(argv[2])
-        return [SimpleCommand(tuple(Word(a, 0) for a in argv))] if argv else []

@@ -1,13 +1,15 @@
-"""VC103: `snapshot_download`/`hf_hub_download` with `local_dir=`."""
+"""VC103: `snapshot_download`/`hf_hub_download` with `local_dir=`, and `hf download --local-dir`."""
 
 from __future__ import annotations
 
 import ast
 from collections.abc import Iterator
 
+from .._dockerfile import Dockerfile
 from .._finding import Finding
 from .._python import PythonModule
-from ._base import PythonRule
+from .._shell import local_dir_option
+from ._base import PythonRule, is_runner, shell_commands
 
 _FUNCTIONS = frozenset({"snapshot_download", "hf_hub_download"})
 
@@ -18,7 +20,10 @@ class DownloadLocalDir(PythonRule):
     ## What it does
     Finds calls of `snapshot_download` and `hf_hub_download` that pass `local_dir=`:
     the functions imported from `huggingface_hub`, and the methods of the same names
-    (`HfApi().snapshot_download(...)`, `huggingface_hub.snapshot_download(...)`).
+    (`HfApi().snapshot_download(...)`, `huggingface_hub.snapshot_download(...)`). The Hub
+    command line's `hf download ... --local-dir X` (and `huggingface-cli download`) is the
+    same finding: run by `subprocess`/`os.system`, in a Dockerfile `RUN` line, or in a
+    shell script.
 
     ## Why is this bad?
     With `local_dir=`, `huggingface_hub` writes real files into that folder, outside its
@@ -31,6 +36,7 @@ class DownloadLocalDir(PythonRule):
     from huggingface_hub import snapshot_download
 
     path = snapshot_download("org/model", local_dir="/runpod-volume/models/org-model")
+    subprocess.run(["hf", "download", "org/model", "--local-dir", "/app/model"], check=True)
     ```
 
     ## Use instead
@@ -42,15 +48,17 @@ class DownloadLocalDir(PythonRule):
     ## When it stays silent
     For `local_dir=None`; for `local_dir=x` where `x` is a parameter of the enclosing
     function that defaults to `None` and is passed on unchanged (a wrapper that forwards
-    its caller's choice); and for a bare `snapshot_download(...)` that is not imported
-    from `huggingface_hub` (a function of your own with that name).
+    its caller's choice); for a bare `snapshot_download(...)` that is not imported
+    from `huggingface_hub` (a function of your own with that name); and for an
+    `hf download` whose `--local-dir` is empty or a command line the file does not spell.
     """
 
     code = "VC103"
     name = "download-local-dir"
     summary = "Hub download with local_dir= copies files out of the cache"
     fix = "drop local_dir= and load from the snapshot path the call returns (cache_dir= may point at the volume)"
-    triggers = ("local_dir",)
+    triggers = ("local_dir", "local-dir")
+    also_reads = ("dockerfile", "shell")
 
     def check(self, module: PythonModule) -> Iterator[Finding]:
         for node in module.nodes:
@@ -62,6 +70,23 @@ class DownloadLocalDir(PythonRule):
                     function = (module.qualname(node.func) or ast.unparse(node.func)).rsplit(".", 1)[-1]
                     message = f"{function}(local_dir=...) writes a second copy of the files outside the Hub cache"
                     yield self.at(module, keyword, message)
+        for call, name in module.calls():
+            if is_runner(name):
+                for command in shell_commands(module, call, name):
+                    if local_dir_option(command) is not None:
+                        message = f"`{command.program} download --local-dir` run by {name}() writes a second copy"
+                        yield self.at(module, call, message + " of the files outside the Hub cache")
+
+    def check_commands(self, dockerfile: Dockerfile) -> Iterator[Finding]:
+        for step in dockerfile.steps:
+            if step.keyword != "RUN":
+                continue
+            for command in dockerfile.run_commands(step):
+                option = local_dir_option(command)
+                if option is not None:
+                    message = f"`{command.program} download --local-dir` writes a second copy"
+                    message += " of the files outside the Hub cache"
+                    yield self.at_step(dockerfile, step, option.offset, message)
 
     @staticmethod
     def _is_download(module: PythonModule, func: ast.expr) -> bool:

@@ -16,11 +16,15 @@ class DownloadIntoMount(DockerfileRule):
     ## What it does
     Finds `RUN` commands that download into a folder under the volume mount point
     (`/runpod-volume`, the `mount-points` setting, and every `VOLUME` of the file):
-    `hf download`/`huggingface-cli download` (`--local-dir`, `--cache-dir` or the Hub
-    cache that `HF_HUB_CACHE`/`HF_HOME` name at that line), `python -c` code that calls
-    `snapshot_download`/`hf_hub_download`/`from_pretrained`/`SentenceTransformer(`/
-    `pipeline(`, a `python *download*.py` script, `volcache fetch`, `wget`, `curl -o/-O`
-    and `git clone`.
+    the `download` verb of any model command line (`hf download`, `huggingface-cli
+    download`, `text-generation-server download-weights`, `litgpt download`, ...:
+    `--local-dir`, `--cache-dir`, `--download-dir`, or the Hub cache that
+    `HF_HUB_CACHE`/`HF_HOME` name at that line), Python that downloads
+    (`snapshot_download`, `hf_hub_download`, `from_pretrained` of a repo id,
+    `SentenceTransformer(...)`, `pipeline(...)`) in `python -c` code, a Python heredoc, or
+    a script of the build context that the `RUN` executes (`COPY builder/fetch.py /fetch.py` then
+    `RUN python /fetch.py`), a `python *download*.py` script that is not in the context,
+    `volcache fetch`, `wget`, `curl -o/-O` and `git clone`.
 
     ## Why is this bad?
     At run time the network volume is mounted over that folder and hides what the image
@@ -41,8 +45,10 @@ class DownloadIntoMount(DockerfileRule):
 
     ## When it stays silent
     For a `RUN mkdir` under the mount point (no weights, only an empty folder), for
-    scripts whose name does not say "download", and when the target folder depends on a
-    variable the file does not set.
+    package tools (`apt-get download`, `pip download`), for a context script that
+    downloads nothing (or loads a local folder), for a script outside the context whose
+    name does not say "download", and when the target folder depends on a variable the
+    file does not set.
     """
 
     code = "VC201"

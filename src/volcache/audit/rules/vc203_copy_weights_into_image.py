@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from .._dockerfile import Dockerfile
-from .._downloads import copy_operands
+from .._dockerfile import Dockerfile, copy_operands
 from .._finding import Finding
 from .._locations import is_model_location
 from ._base import DockerfileRule

@@ -30,7 +30,7 @@ from .._schemas import JobError, Limits
 
 if TYPE_CHECKING:
     from ..._settings import Settings
-    from ...store import Prefetch, Strategy
+    from ...store.loading import Prefetch, Strategy
 
 RequestT = TypeVar("RequestT")
 TaskT = TypeVar("TaskT", bound="Task[Any]")
