@@ -25,6 +25,11 @@ def repo_folder(repo_id: str) -> str:
     return "--".join(["models", *repo_id.split("/")])
 
 
+def is_cache_blob(path: Path) -> bool:
+    """True for a file in a hub cache's `models--*/blobs/` folder (a blob, whatever its name)."""
+    return path.parent.name == "blobs" and path.parent.parent.name.startswith("models--")
+
+
 def model_id_from_folder(name: str) -> str | None:
     """`models--org--name` -> `org/name`; None for folders that are not model repos."""
     if not name.startswith("models--"):

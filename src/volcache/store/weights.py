@@ -22,6 +22,7 @@ import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from .layout import is_cache_blob
 from .selection import is_weight_file
 
 # Kernel and device trees are never weights and can be huge or hang.
@@ -59,10 +60,6 @@ ALL = Filter()
 def is_model_folder(names: Iterable[str]) -> bool:
     """True for a folder laid out as a model: a config, a pipeline index or a shard index beside the weights."""
     return any(n in MODEL_FOLDER_MARKERS or n.endswith(".index.json") for n in names)
-
-
-def _is_cache_blob(path: Path) -> bool:
-    return path.parent.name == "blobs" and path.parent.parent.name.startswith("models--")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,7 +138,7 @@ def walk_weights(
                         truncated = f"deeper than {max_depth} levels not searched"
                         continue
                     stack.append((path, depth + 1))
-                elif is_weight_file(entry.name) or _is_cache_blob(path):
+                elif is_weight_file(entry.name) or is_cache_blob(path):
                     found = _weight_entry(entry, top, skipped)
                     if found is not None and (found.link is not None or keep.counts(path, found.size, model_folder)):
                         files.setdefault(found.key, found)
