@@ -10,8 +10,11 @@ Sections (each a module of this package): `disk` (weight bytes on all disks ÷ m
 `cold_start` (process start → first result, beside the seed and plain transformers and the
 floor), `netfs` (load strategies on a simulated network volume, a FUSE mount), `gpu` (the same
 loads onto a CUDA device; skipped without one), `scale` (N workers
-on an empty volume: Hub bytes and wall time). Each writes `<section>.md`, `<section>.json` and
-a PNG plot to the output folder; `summary.md` gathers the tables.
+on an empty volume: Hub bytes and wall time), `images` (a diffusers pipeline: process start →
+first image, `auto` vs `mmap`). Each writes `<section>.md`, `<section>.json` and
+a PNG plot to the output folder; `summary.md` gathers the tables. `vllm` (tokens/s of the vLLM
+engine against the transformers engine at 1, 8 and 32 requests at once) and `vllm_netfs` (vLLM's
+weight load on the simulated network volume, its strategies against volcache's prefetch) need `.venv-vllm`.
 """
 
 from __future__ import annotations
@@ -26,16 +29,28 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-from . import cold_start, disk, gpu, netfs, scale
+from . import cold_start, disk, gpu, images, netfs, scale, vllm
 from ._common import RESULTS, Options
 
-SECTIONS = {"disk": disk.run, "cold_start": cold_start.run, "netfs": netfs.run, "gpu": gpu.run, "scale": scale.run}
+SECTIONS = {
+    "disk": disk.run,
+    "cold_start": cold_start.run,
+    "netfs": netfs.run,
+    "gpu": gpu.run,
+    "scale": scale.run,
+    "images": images.run,
+    "vllm": vllm.run,
+    "vllm_netfs": vllm.run_netfs,
+}
 RENDER = {
     "disk": disk.render,
     "cold_start": cold_start.render,
     "netfs": netfs.render,
     "gpu": gpu.render,
     "scale": scale.render,
+    "images": images.render,
+    "vllm": vllm.render,
+    "vllm_netfs": vllm.render_netfs,
 }
 
 

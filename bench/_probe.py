@@ -34,6 +34,50 @@ def _emit(data: dict[str, object]) -> None:
     print(MARKER + json.dumps(data), flush=True)
 
 
+class PeakHostMemory:
+    """The peak of this process's anonymous resident memory (`RssAnon`) while it runs, sampled every 5 ms.
+
+    Anonymous memory is what a load copies into the process (tensors built on the host, a file read
+    whole); page-cache pages mapped from the weight files are not counted, since they are the
+    kernel's and shared. `peak - start` is the host copy a load made on its way to the device.
+    """
+
+    def __init__(self) -> None:
+        import threading
+
+        self.start = self.peak = _rss_anon()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self) -> PeakHostMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, _rss_anon())
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.005):
+            self.peak = max(self.peak, _rss_anon())
+
+    @property
+    def grown(self) -> int:
+        return max(0, self.peak - self.start)
+
+
+def _rss_anon() -> int:
+    """Bytes of anonymous resident memory (Linux /proc/self/status); 0 where it cannot be read."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
 def floor(snapshot: Path, threads: int) -> None:
     from volcache.store.loading import Prefetch, weight_files
 
@@ -89,16 +133,25 @@ def to_device(files: list[Path], threads: int, device: str) -> None:
     torch.zeros(1, device=device)  # the device's context is up before the clock starts
     _sync(device)
     began = time.perf_counter()
-    prefetch = Prefetch(files, threads=threads).start().wait()
-    read = time.perf_counter()
-    for path in files:
-        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY) as mapped:
-            host = torch.frombuffer(mapped, dtype=torch.uint8)  # the page cache's bytes, not a copy
-            on_device = host.to(device)
-            _sync(device)
-            del host, on_device
+    with PeakHostMemory() as memory:
+        prefetch = Prefetch(files, threads=threads).start().wait()
+        read = time.perf_counter()
+        for path in files:
+            with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY) as mapped:
+                host = torch.frombuffer(mapped, dtype=torch.uint8)  # the page cache's bytes, not a copy
+                on_device = host.to(device)
+                _sync(device)
+                del host, on_device
     done = time.perf_counter()
-    _emit({"seconds": done - began, "read": read - began, "bytes": prefetch.bytes_read, "threads": threads})
+    _emit(
+        {
+            "seconds": done - began,
+            "read": read - began,
+            "bytes": prefetch.bytes_read,
+            "threads": threads,
+            "host_peak_bytes": memory.grown,
+        }
+    )
 
 
 def load(snapshot: Path, strategy: str, warm: Path, task: str, device: str = "cpu") -> None:
@@ -113,9 +166,11 @@ def load(snapshot: Path, strategy: str, warm: Path, task: str, device: str = "cp
     load_model(warm, task, Settings(load="mmap", device=device))  # imports and warms the library's code paths
     _sync(device)
     began = time.perf_counter()
-    if wait_first:  # the variant that waits for the whole prefetch before building the model
-        Prefetch(weight_files(snapshot)).start().wait()
-    loaded = load_model(snapshot, task, settings)
+    with PeakHostMemory() as memory:
+        if wait_first:  # the variant that waits for the whole prefetch before building the model
+            Prefetch(weight_files(snapshot)).start().wait()
+        loaded = load_model(snapshot, task, settings)
+        _sync(device)
     built = time.perf_counter()
     pipe = getattr(loaded, "pipe", None)
     model = pipe.model if pipe is not None else getattr(loaded, "model", None)
@@ -134,6 +189,7 @@ def load(snapshot: Path, strategy: str, warm: Path, task: str, device: str = "cp
             "forward": forward - began,
             "all_bytes": touched - began,
             "checksum": checksum,
+            "host_peak_bytes": memory.grown,
         }
     )
 

@@ -144,6 +144,12 @@ def render(opts: Options, data: dict[str, Any]) -> Section:
     return _section(opts, data, strategies)
 
 
+def _peak(runs: list[dict[str, Any]]) -> str:
+    """The median growth of anonymous host memory during the load (`_probe.PeakHostMemory`)."""
+    values = [float(r["host_peak_bytes"]) for r in runs if "host_peak_bytes" in r]
+    return mb(int(Summary.of(values).median)) if values else "–"
+
+
 def _section(opts: Options, results: dict[str, Any], strategies: tuple[str, ...]) -> Section:
     facts = results["device"]
     where = f"`{results['target']}`: {facts.get('name')}, torch {facts.get('torch')}, CUDA {facts.get('cuda')}"
@@ -153,13 +159,21 @@ def _section(opts: Options, results: dict[str, Any], strategies: tuple[str, ...]
         f"Device {where}. Model: random-weight BERT, {mb(results['model_bytes'])} of float32 safetensors. "
         "Page cache evicted before each run; library code and the device warm. *Load → every weight on the "
         "device* ends when every parameter has been summed on the device (synchronised); the floor is the best "
-        f"parallel read of the same bytes, then one host→device copy per file. {opts.repeats} rounds, "
-        "interleaved; median (min–max).",
+        f"parallel read of the same bytes, then one host→device copy per file. *Peak host memory* is how much "
+        "the process's anonymous memory grew during the load (tensors built on the host, a file read whole; the "
+        "page cache's mapped pages are not counted): with the weights placed on the device as they are read "
+        f"(`device_map`) it stays far below the model's size. {opts.repeats} rounds, interleaved; median (min–max).",
         "",
     ]
     if results.get("fuse_skipped"):
         lines += [f"The simulated network volume was skipped: {results['fuse_skipped']}.", ""]
-    heads = ["strategy", "load → every weight on the device", "÷ floor", "load + first forward pass"]
+    heads = [
+        "strategy",
+        "load → every weight on the device",
+        "÷ floor",
+        "load + first forward pass",
+        "peak host memory during the load",
+    ]
     series: dict[str, list[Summary | None]] = {}
     verdicts: dict[str, dict[str, float]] = {}
     for volume, runs in results["volumes"].items():
@@ -168,7 +182,7 @@ def _section(opts: Options, results: dict[str, Any], strategies: tuple[str, ...]
         floor = floors[best]
         rows = [
             [f"floor: parallel read, {n.split('-')[1]} threads, then copy" + (" (best)" if n == best else ""),
-             f.seconds(), ratio(f.median, floor.median), "–"]
+             f.seconds(), ratio(f.median, floor.median), "–", _peak(runs[n])]
             for n, f in floors.items()
         ]  # fmt: skip
         column: list[Summary | None] = [floor]
@@ -176,7 +190,7 @@ def _section(opts: Options, results: dict[str, Any], strategies: tuple[str, ...]
             every = Summary.of(float(r["all_bytes"]) for r in runs[s])
             forward = Summary.of(float(r["forward"]) for r in runs[s])
             label = netfs.LABELS.get(s, s)
-            rows.append([label, every.seconds(), ratio(every.median, floor.median), forward.seconds()])
+            rows.append([label, every.seconds(), ratio(every.median, floor.median), forward.seconds(), _peak(runs[s])])
             column.append(every)
         series[volume] = column
         if "auto" in runs:

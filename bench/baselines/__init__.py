@@ -4,7 +4,9 @@
   into /tmp/models, then `shutil.copytree`'d onto the volume at start;
 - `seed_after`: the seed's "after" handler: cache variables on the volume, stale /tmp/models
   deleted, the model loaded by repo id, served with `runpod.serverless.start`;
-- `plain_pipeline`: `transformers.pipeline(task, model=model_id)` with the cache on the volume.
+- `plain_pipeline`: `transformers.pipeline(task, model=model_id)` with the cache on the volume;
+- `hand_written`: `SentenceTransformer(snapshot)` + `runpod.serverless.start`, loading the snapshot
+  folder already on the volume (the warm start volcache's lean embeddings path is measured against).
 
 Each is written as its author would run it; the only additions are paths the benchmark sets
 (the volume and /tmp/models live in temporary folders) and one `bench: result {json}` line

@@ -17,6 +17,9 @@ from typing import Literal
 from ._errors import ConfigError
 
 LoadStrategy = Literal["auto", "mmap", "read", "prefetch"]
+# VOLCACHE_DTYPE: the accepted spellings and the torch dtype name each means.
+_DTYPES = {"auto": "auto", "float16": "float16", "fp16": "float16", "half": "float16",
+           "bfloat16": "bfloat16", "bf16": "bfloat16", "float32": "float32", "fp32": "float32"}  # fmt: skip
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 _SIZE_UNITS = {
@@ -54,6 +57,24 @@ def format_bytes(n: int | float) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1000
     raise AssertionError("unreachable")
+
+
+@dataclasses.dataclass(frozen=True)
+class Bucket:
+    """An S3-compatible bucket for generated images (RunPod's `BUCKET_*` variables); never logged."""
+
+    endpoint_url: str
+    access_key_id: str = dataclasses.field(repr=False)
+    secret_access_key: str = dataclasses.field(repr=False)
+    name: str | None = None  # BUCKET_NAME; RunPod's helper uses the month (`%m-%y`) when unset
+
+    def credentials(self) -> dict[str, str]:
+        """The `bucket_creds` mapping RunPod's upload helpers take."""
+        return {
+            "endpointUrl": self.endpoint_url,
+            "accessId": self.access_key_id,
+            "accessSecret": self.secret_access_key,
+        }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,6 +151,17 @@ class WorkerSettings:
     served_model_name: str | None = None  # the model name OpenAI routes report (default MODEL_NAME)
     runpod_job_queue: bool = False  # RUNPOD_WEBHOOK_GET_JOB is set, jobs come from RunPod's queue
     runpod_realtime: bool = False  # RUNPOD_REALTIME_PORT is set, RunPod's realtime API
+    # -- image models: VOLCACHE_DTYPE, VOLCACHE_MAX_PIXELS/_STEPS/_IMAGES, BUCKET_* --
+    dtype: str = "auto"  # auto (fp16/bf16 on a GPU, float32 on the CPU), float16, bfloat16, float32
+    max_pixels: int = 2048 * 1024
+    max_steps: int = 100
+    max_images: int = 4
+    bucket: Bucket | None = dataclasses.field(default=None, repr=False)
+    # -- engines (issue 15): which engine runs text generation, and worker-vllm's own variables --
+    engine: str | None = None  # MODEL_ENGINE: "vllm" | "transformers"; None: vLLM where installed and a GPU is visible
+    max_concurrency: int | None = None  # MAX_CONCURRENCY (worker-vllm's name): jobs at once on the vLLM engine
+    # Every upper-case variable as read, for an engine that maps variables to its flags by name (worker-vllm's rule).
+    engine_env: tuple[tuple[str, str], ...] = dataclasses.field(default=(), repr=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -188,10 +220,23 @@ class Settings(WorkerSettings, StoreSettings):
             load = "auto"
         include = tuple(p.strip() for p in get("VOLCACHE_INCLUDE", "").split(",") if p.strip())
         task = get("MODEL_TASK", "") or None
+        dtype = get("VOLCACHE_DTYPE", "auto").lower()
+        if dtype not in _DTYPES:
+            problems.append(f"VOLCACHE_DTYPE={dtype!r} is not one of {', '.join(_DTYPES)}.")
+            dtype = "auto"
+        bucket_vars = [get(f"BUCKET_{n}", "") for n in ("ENDPOINT_URL", "ACCESS_KEY_ID", "SECRET_ACCESS_KEY")]
+        if any(bucket_vars) and not all(bucket_vars):
+            problems.append(
+                "BUCKET_ENDPOINT_URL, BUCKET_ACCESS_KEY_ID and BUCKET_SECRET_ACCESS_KEY go together; set all three."
+            )
         variant = get("MODEL_VARIANT", "") or None
         if variant is not None and not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,31}", variant):
             problems.append(f"MODEL_VARIANT={variant!r} is not a variant name (e.g. MODEL_VARIANT=fp16).")
             variant = None
+        engine = get("MODEL_ENGINE", "").lower() or None
+        if engine not in (None, "vllm", "transformers"):
+            problems.append(f"MODEL_ENGINE={engine!r} is not one of vllm, transformers.")
+            engine = None
         settings = cls(
             volume=volume,
             home=home,
@@ -214,6 +259,11 @@ class Settings(WorkerSettings, StoreSettings):
             max_input_chars=int(number("VOLCACHE_MAX_INPUT_CHARS", 32_768, int)),
             max_new_tokens=int(number("VOLCACHE_MAX_NEW_TOKENS", 512, int)),
             device=get("VOLCACHE_DEVICE", "auto").lower(),
+            dtype=_DTYPES[dtype],
+            max_pixels=int(number("VOLCACHE_MAX_PIXELS", 2048 * 1024, int)),
+            max_steps=int(number("VOLCACHE_MAX_STEPS", 100, int)),
+            max_images=int(number("VOLCACHE_MAX_IMAGES", 4, int)),
+            bucket=_bucket(bucket_vars, get("BUCKET_NAME", "")),
             served_model_name=get("OPENAI_SERVED_MODEL_NAME_OVERRIDE", "") or None,
             runpod_job_queue=bool(get("RUNPOD_WEBHOOK_GET_JOB", "")),
             runpod_realtime=get("RUNPOD_REALTIME_PORT", "0") not in ("", "0"),
@@ -225,6 +275,9 @@ class Settings(WorkerSettings, StoreSettings):
             require_volume=flag("VOLCACHE_REQUIRE_VOLUME"),
             assume_volume=flag("VOLCACHE_ASSUME_VOLUME"),
             user_home=home_dir,
+            engine=engine,
+            max_concurrency=int(number("MAX_CONCURRENCY", 30, int)) if get("MAX_CONCURRENCY", "") else None,
+            engine_env=tuple(sorted((k, v) for k, v in env.items() if re.fullmatch(r"[A-Z][A-Z0-9_]*", k))),
         )
         problems.extend(_overlap_problems(settings))
         if problems:
@@ -245,3 +298,9 @@ def _overlap_problems(s: StoreSettings) -> list[str]:
                 "Set VOLCACHE_HOME outside it (default $VOLCACHE_VOLUME/models)."
             )
     return problems
+
+
+def _bucket(variables: list[str], name: str) -> Bucket | None:
+    """The bucket the three `BUCKET_*` variables name, or None when they are unset."""
+    endpoint, key, secret = variables
+    return Bucket(endpoint, key, secret, name or None) if endpoint and key and secret else None

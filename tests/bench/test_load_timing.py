@@ -131,3 +131,57 @@ def test_auto_on_a_local_disk_prefetches_unless_the_weights_are_cached(tmp_path:
         pytest.skip("this filesystem keeps its pages in memory (tmpfs): nothing to evict")
     assert _loading.choose_strategy("auto", snap) == "prefetch"
     assert _loading.choose_strategy("mmap", snap) == "mmap"
+
+
+def test_prefetch_threads_follow_the_filesystem(tmp_path: Path) -> None:
+    snap = _snapshot(tmp_path, {"model.safetensors": 1000})
+    real = os.path.realpath(tmp_path)  # the blobs the snapshot links to live here
+    mounts = tmp_path / "mounts"
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cases = {
+        "fuse.volcache-netfs": _loading.FUSE_BACKGROUND,  # no /sys/fs/fuse entry for this device: the default
+        "nfs4": _loading.THREADS,
+        "ext4": min(_loading.THREADS, max(4, 2 * cores)),
+    }
+    for fstype, expected in cases.items():
+        mounts.write_text(f"/dev/root / ext4 rw 0 0\nserver:/vol {real} {fstype} rw 0 0\n")
+        got = _loading.prefetch_threads(snap, str(mounts))
+        if fstype.startswith("fuse"):
+            assert 1 <= got <= 64  # the live connection's max_background where the real mount is FUSE
+        else:
+            assert got == expected, fstype
+
+
+@pytest.mark.skipif(os.getpriority(os.PRIO_PROCESS, 0) >= 10, reason="this process already runs at nice 10 or more")
+def test_prefetch_threads_run_at_low_priority(tmp_path: Path) -> None:
+    snap = _snapshot(tmp_path, {"model.safetensors": 3 * 1024 * 1024})
+    seen: list[int] = []
+    real_read = Prefetch._read
+
+    def spying_read(self: Prefetch, *args: Any) -> int:
+        import threading
+
+        seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        return real_read(self, *args)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Prefetch, "_read", spying_read)
+        p = Prefetch(weight_files(snap), threads=2, chunk=1024 * 1024).start().wait(30)
+    assert p.bytes_read == 3 * 1024 * 1024
+    assert seen and all(n == 10 for n in seen)  # nice +10 in the readers
+    assert os.getpriority(os.PRIO_PROCESS, 0) < 10  # and only there: the importing thread keeps its priority
+
+
+def test_timed_imports_time_each_first_import_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from volcache.worker.tasks.base import heavy, timed_imports
+
+    (tmp_path / "volcache_probe_module_a.py").write_text("import time\ntime.sleep(0.05)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "volcache_probe_module_a", raising=False)
+    with timed_imports() as imports:
+        heavy("volcache_probe_module_a")
+        heavy("volcache_probe_module_a")  # imported already: not timed again
+        heavy("os")  # imported before: not a heavy import of this load
+    assert list(imports) == ["volcache_probe_module_a"]
+    assert imports["volcache_probe_module_a"] >= 0.05
+    heavy("volcache_probe_module_a")  # outside: nothing recorded, nothing fails

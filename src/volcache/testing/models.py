@@ -9,6 +9,10 @@ tokenizer) that transformers, sentence-transformers and `volcache.worker` load l
   ``text-generation``;
 - `build_tiny_text_classifier`: a BERT sequence classifier with labels NEGATIVE/POSITIVE, task
   ``text-classification`` (a transformers pipeline task);
+- `build_tiny_sd_pipeline`: a diffusers Stable Diffusion (or, with `sdxl`, SDXL: two text
+  encoders) pipeline with real fp16 variant files beside the fp32 ones, task ``text-to-image``;
+- `build_tiny_flux_pipeline`: a diffusers FLUX-style pipeline (a transformer over packed latents,
+  CLIP and T5 text encoders), with bf16 variant files, task ``text-to-image``;
 - layouts as real repositories ship them, for loader-exact downloads: `build_tiny_sharded_lm`
   (shards, index and a consolidated duplicate), `build_tiny_lm_with_original` (an `original/`
   duplicate), `build_tiny_st_with_exports` (onnx/openvino exports), `build_tiny_diffusers_repo`
@@ -31,8 +35,10 @@ __all__ = [
     "WORDS",
     "build_tiny_causal_lm",
     "build_tiny_diffusers_repo",
+    "build_tiny_flux_pipeline",
     "build_tiny_gguf_repo",
     "build_tiny_lm_with_original",
+    "build_tiny_sd_pipeline",
     "build_tiny_sentence_transformer",
     "build_tiny_sharded_lm",
     "build_tiny_st_with_exports",
@@ -147,8 +153,11 @@ def build_tiny_sentence_transformer(folder: str | Path, *, dim: int = 32, seed: 
     return out
 
 
-def build_tiny_causal_lm(folder: str | Path, *, seed: int = 0) -> Path:
+def build_tiny_causal_lm(folder: str | Path, *, seed: int = 0, hidden_size: int = 32) -> Path:
     """A random 2-layer Llama with a word-level tokenizer and a chat template at `folder`.
+
+    Two attention heads of `hidden_size / 2` each; vLLM's CPU attention needs a head size it
+    supports (64 works, 16 does not), so the vLLM tests build it with `hidden_size=128`.
 
     The special tokens' output rows are zero, so greedy decoding never picks the end-of-sequence
     token: short generations run to `max_new_tokens`, which keeps streaming tests deterministic.
@@ -158,8 +167,8 @@ def build_tiny_causal_lm(folder: str | Path, *, seed: int = 0) -> Path:
     tokenizer = word_tokenizer(chat=True)
     config = transformers.LlamaConfig(
         vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
+        hidden_size=hidden_size,
+        intermediate_size=2 * hidden_size,
         num_hidden_layers=2,
         num_attention_heads=2,
         num_key_value_heads=2,
@@ -205,6 +214,185 @@ def build_tiny_text_classifier(folder: str | Path, *, seed: int = 0) -> Path:
     transformers.BertForSequenceClassification(config).eval().save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
+
+
+def build_tiny_sd_pipeline(
+    folder: str | Path, *, variant_fp16: bool = True, sdxl: bool = False, width: int = 32, seed: int = 0
+) -> Path:
+    """A random Stable Diffusion-style diffusers pipeline at `folder` (SDXL-style with `sdxl`).
+
+    The layout is the real one: `model_index.json`, one folder per component, safetensors
+    weights; with `variant_fp16` each weight file also has its `.fp16.safetensors` twin in half
+    precision (what `MODEL_VARIANT=fp16` selects). `width` is the UNet's first channel count:
+    32 makes a ~1 MB pipeline for tests, a few hundred makes one of realistic read size for the
+    benchmark. The VAE halves the image once (latents are a quarter of the pixels), so sizes are
+    multiples of 8.
+    """
+    torch, transformers, diffusers = _heavy("torch"), _heavy("transformers"), _heavy("diffusers")
+    out = _fresh(folder)
+    tokenizer = _clip_tokenizer(out.parent / f".{out.name}-tokenizer")
+    text_config = transformers.CLIPTextConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=37,
+        num_attention_heads=4,
+        num_hidden_layers=2,
+        projection_dim=32,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(seed)
+    unet_extra: dict[str, Any] = {"cross_attention_dim": 32, "attention_head_dim": 2}
+    if sdxl:  # the two encoders' hidden states are concatenated; pooled text + 6 size ids condition time
+        unet_extra = {
+            "cross_attention_dim": 64,
+            "attention_head_dim": (2, 4),
+            "use_linear_projection": True,
+            "addition_embed_type": "text_time",
+            "addition_time_embed_dim": 8,
+            "transformer_layers_per_block": (1, 2),
+            "projection_class_embeddings_input_dim": 6 * 8 + 32,
+        }
+    unet = diffusers.UNet2DConditionModel(
+        block_out_channels=(width, 2 * width),
+        layers_per_block=1,
+        sample_size=16,
+        in_channels=4,
+        out_channels=4,
+        norm_num_groups=min(32, width),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        **unet_extra,
+    )
+    vae = diffusers.AutoencoderKL(
+        block_out_channels=[32, 32],
+        in_channels=3,
+        out_channels=3,
+        down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
+        up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"],
+        latent_channels=4,
+        norm_num_groups=32,
+        sample_size=32,
+    )
+    scheduler = diffusers.EulerDiscreteScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1, timestep_spacing="leading"
+    )
+    components: dict[str, Any] = {
+        "unet": unet,
+        "vae": vae,
+        "scheduler": scheduler,
+        "text_encoder": transformers.CLIPTextModel(text_config),
+        "tokenizer": tokenizer,
+    }
+    if sdxl:
+        components["text_encoder_2"] = transformers.CLIPTextModelWithProjection(text_config)
+        components["tokenizer_2"] = tokenizer
+        pipe = diffusers.StableDiffusionXLPipeline(**components, force_zeros_for_empty_prompt=True)
+    else:
+        pipe = diffusers.StableDiffusionPipeline(
+            **components, safety_checker=None, feature_extractor=None, requires_safety_checker=False
+        )
+    pipe.save_pretrained(out, safe_serialization=True)
+    if variant_fp16:
+        pipe.to(torch.float16).save_pretrained(out, safe_serialization=True, variant="fp16")
+    return out
+
+
+def build_tiny_flux_pipeline(folder: str | Path, *, variant_bf16: bool = True, seed: int = 0) -> Path:
+    """A random FLUX-style diffusers pipeline at `folder` (~1 MB): a 1+1-layer transformer, CLIP and T5 encoders.
+
+    With `variant_bf16` each weight file has its `.bf16.safetensors` twin (`MODEL_VARIANT=bf16`).
+    """
+    torch, transformers, diffusers = _heavy("torch"), _heavy("transformers"), _heavy("diffusers")
+    out = _fresh(folder)
+    clip_tokenizer = _clip_tokenizer(out.parent / f".{out.name}-tokenizer")
+    clip_config = transformers.CLIPTextConfig(
+        vocab_size=len(clip_tokenizer),
+        hidden_size=32,
+        intermediate_size=37,
+        num_attention_heads=4,
+        num_hidden_layers=2,
+        projection_dim=32,
+        bos_token_id=clip_tokenizer.bos_token_id,
+        eos_token_id=clip_tokenizer.eos_token_id,
+        pad_token_id=clip_tokenizer.pad_token_id,
+    )
+    pieces = ["<pad>", "</s>", "<unk>", "▁", *(f"▁{w}" for w in WORDS), *map(chr, range(ord("a"), ord("z") + 1))]
+    t5_tokenizer = transformers.T5Tokenizer(vocab=[(p, -float(i)) for i, p in enumerate(pieces)], extra_ids=0)
+    t5_tokenizer.model_max_length = 64
+    t5_config = transformers.T5Config(
+        vocab_size=len(t5_tokenizer), d_model=32, d_kv=8, d_ff=37, num_layers=1, num_heads=4, pad_token_id=0
+    )
+    torch.manual_seed(seed)
+    pipe = diffusers.FluxPipeline(
+        scheduler=diffusers.FlowMatchEulerDiscreteScheduler(),
+        text_encoder=transformers.CLIPTextModel(clip_config),
+        tokenizer=clip_tokenizer,
+        text_encoder_2=transformers.T5EncoderModel(t5_config),
+        tokenizer_2=t5_tokenizer,
+        transformer=diffusers.FluxTransformer2DModel(
+            patch_size=1,
+            in_channels=4,
+            num_layers=1,
+            num_single_layers=1,
+            attention_head_dim=16,
+            num_attention_heads=2,
+            joint_attention_dim=32,
+            pooled_projection_dim=32,
+            axes_dims_rope=[4, 4, 8],
+        ),
+        vae=diffusers.AutoencoderKL(
+            sample_size=32,
+            in_channels=3,
+            out_channels=3,
+            block_out_channels=(4,),
+            layers_per_block=1,
+            latent_channels=1,
+            norm_num_groups=1,
+            use_quant_conv=False,
+            use_post_quant_conv=False,
+            shift_factor=0.0609,
+            scaling_factor=1.5035,
+        ),
+    )
+    pipe.save_pretrained(out, safe_serialization=True)
+    if variant_bf16:
+        pipe.to(torch.bfloat16).save_pretrained(out, safe_serialization=True, variant="bf16")
+    return out
+
+
+def _clip_tokenizer(scratch: Path) -> Any:
+    """A CLIP tokenizer with no merges: every byte is a token (alone, and as the end of a word).
+
+    CLIP's byte-level BPE marks the last piece of each word with `</w>`; with no merges every
+    character is its own piece, which is enough to turn any prompt into ids offline.
+    """
+    transformers = _heavy("transformers")
+    chars = _byte_characters()
+    vocab = {tok: i for i, tok in enumerate([*chars, *(c + "</w>" for c in chars), "<|startoftext|>", "<|endoftext|>"])}
+    scratch.mkdir(parents=True, exist_ok=True)
+    try:
+        _write_json(scratch / "vocab.json", vocab)
+        (scratch / "merges.txt").write_text("#version: 0.2\n", encoding="utf-8")
+        return transformers.CLIPTokenizer(str(scratch / "vocab.json"), str(scratch / "merges.txt"), model_max_length=77)
+    finally:
+        for name in ("vocab.json", "merges.txt"):
+            (scratch / name).unlink(missing_ok=True)
+        scratch.rmdir()
+
+
+def _byte_characters() -> list[str]:
+    """GPT-2's map of the 256 bytes to printable characters, which CLIP's byte-level BPE shares."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    chars, extra = {}, 0
+    for byte in range(256):
+        if byte in printable:
+            chars[byte] = chr(byte)
+        else:
+            chars[byte] = chr(256 + extra)
+            extra += 1
+    return [chars[b] for b in range(256)]
 
 
 def _heavy(module: str) -> Any:

@@ -92,9 +92,15 @@ class Worker:
         return self.task.concurrency or self.settings.concurrency
 
     def _progress_reporter(self, job: Any) -> Callable[[str | dict[str, Any]], None] | None:
-        """RunPod's `progress_update` for this job, where the SDK is imported (it is, once serving)."""
+        """RunPod's `progress_update` for this job when it came from RunPod's queue (the SDK posts the
+        update to the queue's webhook; in the local modes there is none to post to)."""
         update = getattr(sys.modules.get("runpod.serverless"), "progress_update", None)
-        if not isinstance(job, Mapping) or "id" not in job or not callable(update):
+        if (
+            not self.settings.runpod_job_queue
+            or not isinstance(job, Mapping)
+            or "id" not in job
+            or not callable(update)
+        ):
             return None
 
         def report(progress: str | dict[str, Any]) -> None:
@@ -146,11 +152,11 @@ class Worker:
 
     def _decode_openai(self, envelope: OpenAIJob, job: JobContext) -> Call:
         route, body, task = envelope.openai_route, envelope.openai_input, self.task
-        if route == _openai.MODELS_ROUTE:
-            return Call(False, lambda: _one(_openai.models_response(self.model_name, self.created)))
-        own = task.openai(route, body)
+        own = task.openai(route, body)  # first: an engine with its own OpenAI server answers /v1/models too
         if own is not None:
             return Call(own.stream, lambda: _iterate(lambda: own.outputs(job), job))
+        if route == _openai.MODELS_ROUTE:
+            return Call(False, lambda: _one(_openai.models_response(self.model_name, self.created)))
         adapter = _openai.ROUTES.get(route)
         if adapter is None:
             served = ", ".join([_openai.MODELS_ROUTE, *_openai.ROUTES])

@@ -21,6 +21,7 @@ from ..store.loading import Prefetch, Strategy, choose_strategy, from_pretrained
 from ._schemas import Limits
 from .tasks import Task, task_class
 from .tasks.base import LoadContext, heavy
+from .tasks.vllm import choose_engine
 
 log = logging.getLogger("volcache.worker")
 
@@ -29,13 +30,12 @@ def resolve_device(requested: str) -> str:
     """`VOLCACHE_DEVICE`: `auto` is `cuda` when a GPU is visible, else `cpu`."""
     if requested != "auto":
         return requested
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return "cuda" if heavy("torch").cuda.is_available() else "cpu"
 
 
 def load_task(ctx: LoadContext) -> Task[object]:
-    """Load `ctx.task` from `ctx.path` with local files only, timing import, construct and prefetch_wait.
+    """Load `ctx.task` from `ctx.path` with local files only, timing import, construct, device_sync
+    (on a GPU) and prefetch_wait.
 
     `ctx.path` is the snapshot folder on the volume (never a repo id), so no library asks the Hub.
     `ctx.strategy` (`VOLCACHE_LOAD`, see `volcache.store.loading`) says how the weight files are read in
@@ -46,7 +46,7 @@ def load_task(ctx: LoadContext) -> Task[object]:
     is fetched twice), and is awaited at the end, before the warm-up touches the weights.
     Nothing is copied. Inside `load_phases()` the time of each step is recorded.
     """
-    cls = task_class(ctx.task, getattr(ctx.settings, "engine", None))
+    cls = task_class(ctx.task, choose_engine(ctx.settings, ctx.task, ctx.device))
     with _phase("import"):
         if {"transformers", "sentence_transformers", "diffusers"} & set(cls.libraries):
             _quiet_progress_bars()
@@ -54,6 +54,9 @@ def load_task(ctx: LoadContext) -> Task[object]:
             heavy(module)
     with _phase("construct"):
         task = cls.load(ctx)
+    if ctx.device.startswith("cuda"):
+        with _phase("device_sync"):  # the host-to-device copies still in flight when the build returned
+            heavy("torch").cuda.synchronize()
     with _phase("prefetch_wait"):
         if ctx.prefetch is not None:
             ctx.prefetch.wait()

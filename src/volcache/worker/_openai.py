@@ -1,5 +1,7 @@
 """OpenAI's routes as an adapter over the task interface, and OpenAI's response shapes.
 
+Routes: `/v1/embeddings`, `/v1/chat/completions` (streamed or not), `/v1/images/generations`.
+
 Each `Route` turns an OpenAI request body into the native payload of the task that serves it,
 and that task's native answer back into OpenAI's shape, so a task implements one interface and
 gets its OpenAI route for free; `ROUTES` lists them (`/v1/models` is answered by the worker).
@@ -15,13 +17,26 @@ from __future__ import annotations
 import abc
 import base64
 import json
+import re
 import struct
 import time
 import uuid
 from collections.abc import Iterator
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Literal, TypeVar
 
-from ._schemas import EmbeddingsRequest, GenerationRequest, Limits, OpenAIChatRequest, OpenAIEmbeddingsRequest, validate
+from pydantic import Field, field_validator
+
+from ._schemas import (
+    EmbeddingsRequest,
+    GenerationRequest,
+    JobError,
+    Limits,
+    OpenAIChatRequest,
+    OpenAIEmbeddingsRequest,
+    _Lenient,
+    quote_name,
+    validate,
+)
 from .tasks.embeddings import Embedded
 from .tasks.generation import FinishReason, Generated
 
@@ -180,5 +195,62 @@ class ChatRoute(Route[OpenAIChatRequest]):
         yield SSE_DONE
 
 
-ROUTES: dict[str, Route[Any]] = {route.path: route for route in (EmbeddingsRoute(), ChatRoute())}
+class OpenAIImagesRequest(_Lenient):
+    """`POST /v1/images/generations`: OpenAI's fields; `quality`, `style`, `user`... are ignored."""
+
+    prompt: str
+    n: int = Field(default=1, ge=1)
+    size: tuple[int, int] | None = None  # "WIDTHxHEIGHT"; "auto" or absent: the model's own size
+    response_format: Literal["b64_json", "url"] = "b64_json"
+    output_format: Literal["png", "jpeg", "webp"] | None = None
+
+    @field_validator("size", mode="before")
+    @classmethod
+    def _size(cls, value: Any) -> Any:
+        if value is None or value == "auto":
+            return None
+        match = re.fullmatch(r"\s*(\d{1,5})\s*[xX×]\s*(\d{1,5})\s*", value) if isinstance(value, str) else None
+        if match is None:
+            raise ValueError(f"must be WIDTHxHEIGHT, e.g. 1024x1024 (got {quote_name(str(value))})")
+        return int(match.group(1)), int(match.group(2))
+
+
+class ImagesRoute(Route[OpenAIImagesRequest]):
+    """OpenAI's image generation over the `text-to-image` task; the worker's limits are checked by the task."""
+
+    path = "/v1/images/generations"
+    task = "text-to-image"
+
+    def decode(self, body: dict[str, Any], limits: Limits) -> tuple[Any, OpenAIImagesRequest]:
+        from .tasks.images import ImageLimits, parse_request
+
+        req = validate(OpenAIImagesRequest, body, limits, what=f"{self.path} request")
+        native: dict[str, Any] = {"prompt": req.prompt, "num_images": req.n, "upload": req.response_format == "url"}
+        if req.size is not None:
+            native["width"], native["height"] = req.size
+        if req.output_format is not None:
+            native["output_format"] = req.output_format
+        # The shape only: sizes, steps and counts are held to the worker's limits by the task's check.
+        shape = ImageLimits(
+            max_pixels=2**62, max_steps=2**31, max_images=2**31, max_prompt_chars=limits.max_input_chars
+        )
+        try:
+            return parse_request(native, shape), req
+        except JobError as exc:
+            message = str(exc).replace("Invalid image job", f"Invalid {self.path} request")
+            raise JobError(message.replace("`num_images`", "`n`").replace("`width`", "`size` width")) from None
+
+    def encode(self, outputs: Iterator[Any], state: OpenAIImagesRequest, model: str) -> Iterator[Any]:
+        key = "url" if state.response_format == "url" else "b64_json"
+        for out in outputs:
+            params = out["parameters"]
+            yield {
+                "created": int(time.time()),
+                "data": [{key: image} for image in out["images"]],
+                "size": f"{params['width']}x{params['height']}",
+                "output_format": params["output_format"],
+            }
+
+
+ROUTES: dict[str, Route[Any]] = {route.path: route for route in (EmbeddingsRoute(), ChatRoute(), ImagesRoute())}
 MODELS_ROUTE = "/v1/models"

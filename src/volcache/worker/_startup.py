@@ -6,9 +6,12 @@ model is found or downloaded once on the volume (I2–I4), and it is loaded from
 with the Hub switched off, so a warm start makes no network request (I5). One log line,
 `volcache: started {json}`, reports the timings and the disk facts: `timings_s` holds the phases
 (pin, cleanup, ensure, load, warmup, runpod_import where the worker imports RunPod's SDK, total
-from `prepare()`), `load_s` splits the load (import,
-construct, prefetch_wait), `prefetch` says what the background read did, and
-`since_process_start_s` adds the interpreter's own start-up, as a user waits for it.
+from `prepare()`), `load_s` splits the load (import: the task's libraries; construct: building the
+model, its weights read and placed on the device; device_sync on a GPU: the copies still in
+flight; prefetch_wait), `imports_s` times each heavy library's first import (torch, tokenizers,
+transformers, ... each without what an earlier one imported, so they add up), `prefetch` says what
+the background read did (bytes, seconds, threads), and `since_process_start_s` adds the
+interpreter's own start-up, as a user waits for it.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ from ._handler import Worker
 from ._load import load_context, load_phases, load_task
 from ._sdk import SdkImport
 from .tasks import detect_task, normalize_task
+from .tasks.base import timed_imports
 
 log = logging.getLogger("volcache.worker")
 
@@ -83,7 +87,8 @@ class StartupReport:
     disk: DiskFacts
     stale_bytes_freed: int = 0
     load_split: Mapping[str, float] = dataclasses.field(default_factory=dict)  # import, construct, prefetch_wait
-    prefetch: Mapping[str, float] | None = None  # bytes, seconds, threads of the background read
+    imports: Mapping[str, float] = dataclasses.field(default_factory=dict)  # library -> seconds of its first import
+    prefetch: Mapping[str, object] | None = None  # bytes, seconds, threads of the background read
     since_process_start: float | None = None  # seconds from the process's start to the end of warm-up
     volume_mounted: bool = True  # False: the volume folder is on the container's disk (one copy per worker)
 
@@ -101,6 +106,7 @@ class StartupReport:
             "stale_bytes_freed": self.stale_bytes_freed,
             "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
             "load_s": {k: round(v, 3) for k, v in self.load_split.items()},
+            "imports_s": {k: round(v, 3) for k, v in self.imports.items()},
             "prefetch": dict(self.prefetch) if self.prefetch is not None else None,
             "since_process_start_s": round(self.since_process_start, 3) if self.since_process_start else None,
             "disk": dataclasses.asdict(self.disk),
@@ -160,7 +166,7 @@ def prepare(settings: Settings | None = None, *, sdk: SdkImport | None = None) -
     prefetch = start_prefetch(resolution.path, strategy)  # reads on while the libraries are imported
     go_offline()
     task_name = normalize_task(settings.task) if settings.task else detect_task(resolution.path, resolution.model)
-    with clock("load"), load_phases() as load_split:
+    with clock("load"), load_phases() as load_split, timed_imports() as imports:
         ctx = load_context(resolution.path, task_name, settings, strategy=strategy, prefetch=prefetch)
         task = load_task(ctx)
     with clock("warmup"):
@@ -183,6 +189,7 @@ def prepare(settings: Settings | None = None, *, sdk: SdkImport | None = None) -
         disk=disk_facts(settings, resolution, mounted=mounted),
         stale_bytes_freed=cleanup.bytes_freed,
         load_split=load_split,
+        imports=imports,
         prefetch=_prefetch_facts(prefetch),
         since_process_start=age,
         volume_mounted=mounted,
@@ -324,10 +331,14 @@ def _printing(handler: Callable[[Any], Awaitable[Any]]) -> Callable[[Any], Await
 
 
 # -- timing facts ---------------------------------------------------------------------------------
-def _prefetch_facts(prefetch: Prefetch | None) -> dict[str, float] | None:
+def _prefetch_facts(prefetch: Prefetch | None) -> dict[str, object] | None:
     if prefetch is None:
         return None
-    return {"bytes": prefetch.bytes_read, "seconds": round(prefetch.seconds, 3), "threads": prefetch.threads}
+    return {
+        "bytes": prefetch.bytes_read,
+        "seconds": round(prefetch.seconds, 3),
+        "threads": prefetch.threads,
+    }
 
 
 def process_age() -> float | None:

@@ -19,6 +19,9 @@ from .base import JobContext, LoadContext, OpenAICall, Task
 TASKS: dict[str | tuple[str, str], str] = {
     "embeddings": "volcache.worker.tasks.embeddings:EmbeddingsTask",
     "text-generation": "volcache.worker.tasks.generation:GenerationTask",
+    "text-to-image": "volcache.worker.tasks.images:TextToImageTask",
+    "image-to-image": "volcache.worker.tasks.images:ImageToImageTask",
+    ("text-generation", "vllm"): "volcache.worker.tasks.vllm:VllmTask",
 }
 PIPELINE = "volcache.worker.tasks.pipeline:PipelineTask"  # any other transformers pipeline task
 
@@ -42,6 +45,8 @@ _ALIASES = {
     "sentence-transformers": EMBEDDINGS,
     "chat": TEXT_GENERATION,
     "generation": TEXT_GENERATION,
+    "txt2img": "text-to-image",
+    "img2img": "image-to-image",
 }
 _SENTENCE_TRANSFORMERS_FILES = ("modules.json", "config_sentence_transformers.json", "sentence_bert_config.json")
 # The end of a transformers architecture name, and the task it serves.
@@ -56,7 +61,10 @@ _ARCHITECTURE_TASKS = (
     ("ForCTC", "automatic-speech-recognition"),
     ("ForObjectDetection", "object-detection"),
 )
-TASK_HINT = "embeddings, text-generation, or a transformers pipeline task such as text-classification"
+TASK_HINT = (
+    "embeddings, text-generation, text-to-image, image-to-image, or a transformers pipeline task such as "
+    "text-classification"
+)
 
 
 def normalize_task(name: str) -> str:
@@ -70,6 +78,11 @@ def detect_task(path: Path, model: str | None = None) -> str:
     what = model or str(path)
     if any((path / name).is_file() for name in _SENTENCE_TRANSFORMERS_FILES):
         return EMBEDDINGS
+    from .images import detect_image_task  # a diffusers pipeline: model_index.json names its class
+
+    image_task = detect_image_task(path)
+    if image_task is not None:
+        return image_task
     config = path / "config.json"
     try:
         architectures = json.loads(config.read_text(encoding="utf-8")).get("architectures") or []

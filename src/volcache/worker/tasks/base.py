@@ -18,10 +18,14 @@ native payload and the native answer back into OpenAI's shape; a task that answe
 from __future__ import annotations
 
 import abc
+import contextlib
+import contextvars
 import dataclasses
 import importlib
 import re
+import sys
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -115,9 +119,34 @@ class Task(abc.ABC, Generic[RequestT]):
 def heavy(module: str) -> Any:
     """Import a heavy library (torch, transformers...) where it is used, after the caches are pinned.
 
-    Typed as `Any`: these libraries' partial annotations say little about the calls made here.
+    Inside `timed_imports()`, the first import of each module is timed (the start-up line's
+    `imports_s`). Typed as `Any`: these libraries' partial annotations say little about the calls
+    made here.
     """
-    return importlib.import_module(module)
+    imports = _imports.get()
+    if imports is None or module in sys.modules:
+        return importlib.import_module(module)
+    began = time.perf_counter()
+    loaded = importlib.import_module(module)
+    imports[module] = imports.get(module, 0.0) + time.perf_counter() - began
+    return loaded
+
+
+_imports: contextvars.ContextVar[dict[str, float] | None] = contextvars.ContextVar("volcache_imports", default=None)
+
+
+@contextlib.contextmanager
+def timed_imports() -> Iterator[dict[str, float]]:
+    """Collect, in the dict it yields, the seconds each first `heavy()` import takes, in import order.
+
+    Each module's time is its own: what an earlier one imported already is not counted again.
+    """
+    imports: dict[str, float] = {}
+    token = _imports.set(imports)
+    try:
+        yield imports
+    finally:
+        _imports.reset(token)
 
 
 def jsonable(value: Any) -> Any:
@@ -140,4 +169,14 @@ def one_line(exc: BaseException) -> str:
     return text[:300] or type(exc).__name__
 
 
-__all__ = ["JobContext", "JobError", "LoadContext", "OpenAICall", "Task", "heavy", "jsonable", "one_line"]
+__all__ = [
+    "JobContext",
+    "JobError",
+    "LoadContext",
+    "OpenAICall",
+    "Task",
+    "heavy",
+    "jsonable",
+    "one_line",
+    "timed_imports",
+]

@@ -15,6 +15,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any, Literal
 
 from .._schemas import GenerationRequest, JobError, Limits, validate
+from ._placement import placement_kwargs
 from .base import JobContext, LoadContext, Task, heavy, one_line
 
 FinishReason = Literal["stop", "length"]
@@ -116,10 +117,11 @@ class GenerationTask(Task[GenerationRequest]):
         transformers = heavy("transformers")
         folder = str(ctx.path)
         tokenizer = transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        # Placed on the device as it is read (`device_map`), never built on the host and moved.
         lm = transformers.AutoModelForCausalLM.from_pretrained(
-            folder, local_files_only=True, **_dtype_kwargs(ctx.device), **ctx.read_kwargs
+            folder, local_files_only=True, **placement_kwargs(ctx.device), **ctx.read_kwargs
         )
-        lm.to(ctx.device).eval()
+        lm.eval()
         return cls(lm, tokenizer, ctx.device, ctx.limits)
 
     def decode(self, payload: dict[str, Any]) -> GenerationRequest:
@@ -284,13 +286,3 @@ class GenerationTask(Task[GenerationRequest]):
             {"prompt": "Hello", "max_new_tokens": 2}, context={"limits": self.limits}
         )
         self.generate(self.prepare(request))
-
-
-def _dtype_kwargs(device: str) -> dict[str, Any]:
-    """On a GPU, load in the checkpoint's dtype (bf16/fp16) instead of float32."""
-    if not device.startswith("cuda"):
-        return {}
-    from importlib import metadata
-
-    major, minor = (int(x) for x in metadata.version("transformers").split(".")[:2])
-    return {"dtype" if (major, minor) >= (4, 56) else "torch_dtype": "auto"}  # renamed in 4.56

@@ -11,6 +11,7 @@ from typing import Any
 
 from ..._errors import ConfigError
 from .._schemas import JobError, Limits, PipelineRequest, quote_name, validate
+from ._placement import placement_kwargs
 from .base import JobContext, LoadContext, Task, heavy, jsonable, one_line
 from .embeddings import WARMUP_TEXT
 
@@ -144,7 +145,7 @@ class PipelineTask(Task[PipelineRequest]):
         name = check_pipeline_task(ctx.task)
         # pipeline() passes local_files_only itself in offline mode (the worker is offline by now).
         pipe = heavy("transformers").pipeline(
-            name, model=str(ctx.path), device=ctx.device, model_kwargs=dict(ctx.read_kwargs)
+            name, model=str(ctx.path), model_kwargs=dict(ctx.read_kwargs), **pipeline_placement(ctx.device)
         )
         return cls(pipe, name, ctx.limits)
 
@@ -227,3 +228,10 @@ def check_pipeline_task(task: str) -> str:
             f"MODEL_TASK={task!r} is not a task volcache serves. Fix: use embeddings, text-generation, "
             f"text-to-image or one of the transformers pipeline tasks: {known}."
         ) from None
+
+
+def pipeline_placement(device: str) -> dict[str, Any]:
+    """`pipeline()`'s placement: `device` on the CPU; elsewhere `device_map`, so the weights go to the
+    device as they are read (a `device=` pipeline builds on the host, then moves the model).
+    """
+    return placement_kwargs(device) or {"device": device}
