@@ -41,7 +41,19 @@ ITEMS = {
     "test_job_input": "7",
     "test_soak": "7",
     "test_secrets": "8",
+    "test_second_head": "12.1",
+    "test_startup_failures": "12.3",
 }
+# The safety round (issue 12): trials name their item; the report lists them in this order.
+SAFETY_ITEMS = ("12.1", "12.2", "12.3", "12.4", "12.5", "12.6", "12.7", "12.8", "12.11", "12.12", "12.13")
+# Beyond tests/faults, the files whose `faults`-marked tests reproduce an item of issue 12.
+SAFETY_TESTS = (
+    "tests/store/test_safety.py",
+    "tests/test_hub_emulator.py",
+    "tests/ops/test_doctor.py",
+    "tests/ops/test_du.py",
+    "tests/ops/test_prune.py",
+)
 
 
 @dataclasses.dataclass
@@ -74,8 +86,9 @@ def tabulate(lines: list[dict[str, Any]]) -> list[Row]:
     rows: dict[str, Row] = {}
     for line in lines:
         module = str(line.get("test", "")).split("::")[0].rsplit("/", 1)[-1].removesuffix(".py")
-        rows.setdefault(line["fault"], Row(line["fault"], ITEMS.get(module, "?"))).add(line)
-    order = list(dict.fromkeys(ITEMS.values()))
+        item = str(line.get("item") or ITEMS.get(module, "?"))
+        rows.setdefault(line["fault"], Row(line["fault"], item)).add(line)
+    order = [*(i for i in dict.fromkeys(ITEMS.values()) if i not in SAFETY_ITEMS), *SAFETY_ITEMS]
     return sorted(rows.values(), key=lambda r: order.index(r.item) if r.item in order else len(order))
 
 
@@ -133,7 +146,11 @@ def render(
     out += [
         "",
         "*Item*: the item of the reliability issue (1 many workers, 2 killed workers, 3 foreign lease and",
-        "flock, 4 flaky Hub, 5 full disk, 6 hostile Hub, 7 job input, 8 secrets).",
+        "flock, 4 flaky Hub, 5 full disk, 6 hostile Hub, 7 job input, 8 secrets), then of the safety round",
+        "(12.1 no Hub answer names a path, 12.2 transient volume I/O, 12.3 no mounted volume, 12.4 cleanup",
+        "protection, 12.5 the volume's clock, 12.6 hub cache overlapping a read-only cache, 12.7 symlink",
+        "probe, 12.8 interrupted prune, 12.11 emulator header injection, 12.12 doctor/du false alarms,",
+        "12.13 a worker that cannot start).",
         "*Survived* means every assertion of the trial held (see each test's docstring).",
         "*Bytes lost*: bytes of a model missing or failing its sha256 (or git blob id) after recovery, on the",
         "model under test or a bystander model. *Bytes duplicated*: bytes on the volume beyond one copy of",
@@ -175,7 +192,8 @@ def run(trials: int, seed: int, pytest_args: list[str]) -> tuple[list[dict[str, 
             VOLCACHE_FAULT_SEED=str(seed),
             VOLCACHE_FAULT_RESULTS=str(results),
         )
-        cmd = [sys.executable, "-m", "pytest", "tests/faults", "-m", "faults", "-q", "-rfExX", "-p", "no:cacheprovider"]
+        cmd = [sys.executable, "-m", "pytest", "tests/faults", *SAFETY_TESTS, "-m", "faults", "-q", "-rfExX"]
+        cmd += ["-p", "no:cacheprovider"]
         cmd += pytest_args
         start = time.monotonic()
         proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
@@ -184,7 +202,8 @@ def run(trials: int, seed: int, pytest_args: list[str]) -> tuple[list[dict[str, 
         lines = [json.loads(line) for line in results.read_text().splitlines()] if results.exists() else []
     tail = [line for line in proc.stdout.strip().splitlines() if line.strip()]
     summary = tail[-1].strip("= ") if tail else f"exit {proc.returncode}"
-    shown = f"VOLCACHE_FAULT_TRIALS={trials} VOLCACHE_FAULT_SEED={seed} python -m pytest tests/faults -m faults"
+    files = " ".join(("tests/faults", *SAFETY_TESTS))
+    shown = f"VOLCACHE_FAULT_TRIALS={trials} VOLCACHE_FAULT_SEED={seed} python -m pytest {files} -m faults"
     known = [
         line.strip() for line in proc.stdout.splitlines() if line.startswith(("FAILED", "ERROR", "XFAIL", "XPASS"))
     ]

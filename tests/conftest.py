@@ -14,6 +14,7 @@ import pytest
 from volcache import Settings
 
 if TYPE_CHECKING:
+    from tests.faults._support import TrialLog
     from volcache.testing import HubEmulator
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -32,6 +33,7 @@ def make_settings(volume: Path, **overrides: object) -> Settings:
         "VOLCACHE_FREE_MARGIN": "0",
         "VOLCACHE_LEASE_TIMEOUT": "5",
         "VOLCACHE_STALE_CACHES": "",
+        "VOLCACHE_ASSUME_VOLUME": "1",  # a temporary folder stands for the network volume
         "HOME": str(volume.parent / "home"),
     }
     env.update({k: str(v) for k, v in overrides.items()})
@@ -45,6 +47,7 @@ def subprocess_env(volume: Path, **extra: str) -> dict[str, str]:
         VOLCACHE_VOLUME=str(volume),
         VOLCACHE_FREE_MARGIN="0",
         VOLCACHE_STALE_CACHES="",
+        VOLCACHE_ASSUME_VOLUME="1",  # a temporary folder stands for the network volume
         VOLCACHE_EPHEMERAL=str(volume.parent / "ephemeral"),
         HF_HUB_DISABLE_PROGRESS_BARS="1",
     )
@@ -93,3 +96,11 @@ def hub(hub_root: Path) -> Iterator[HubEmulator]:
 
     with HubEmulator(hub_root) as emulator:
         yield emulator
+
+
+@pytest.fixture
+def trial_log(request: pytest.FixtureRequest) -> TrialLog:
+    """One JSON line per trial for `bench/reliability.py` (when VOLCACHE_FAULT_RESULTS is set)."""
+    from tests.faults._support import TrialLog
+
+    return TrialLog(request.node.nodeid)

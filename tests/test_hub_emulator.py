@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import json
 import os
 import signal
 import subprocess
@@ -30,6 +31,7 @@ from huggingface_hub.errors import (
 from huggingface_hub.hf_api import ModelInfo, RepoFile, RepoFolder
 
 import volcache.testing
+from tests.faults._support import faults_trial
 from volcache.cli import cli
 from volcache.testing import Faults, HubEmulator, Stats, minilm_folder, mirror_root_with, write_random_repo
 
@@ -457,3 +459,18 @@ def test_write_random_repo_is_deterministic(tmp_path: Path) -> None:
     assert (first / "w.bin").read_bytes() != (other_seed / "w.bin").read_bytes()
     assert (first / "w.bin").stat().st_size == 4096
     assert (first / "config.json").is_file()
+
+
+@pytest.mark.parametrize("where", ["revision", "file"])
+@faults_trial("12.11", "CR/LF in a request echoed in a header")
+def test_a_request_cannot_inject_headers_through_an_error_message(hub: HubEmulator, where: str) -> None:
+    """CR/LF in a revision or path is echoed in X-Error-Message: escaped, never a header of its own."""
+    evil = "x%0D%0AX-Injected:%20yes%0D%0A%0D%0Abody"
+    path = f"/api/models/acme/tiny/revision/{evil}" if where == "revision" else f"/acme/tiny/resolve/main/{evil}"
+    resp = raw(hub, "GET", path)
+    assert resp.status == 404
+    assert resp.getheader("X-Injected") is None
+    message = resp.getheader("X-Error-Message") or ""
+    assert "\r" not in message and "\n" not in message
+    if where == "revision":  # the message names the revision: its CR/LF are escaped, the JSON body keeps them
+        assert "\\x0d\\x0a" in message and "\r\nX-Injected" in json.loads(resp.read())["error"]

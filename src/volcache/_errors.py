@@ -62,8 +62,8 @@ class VolcacheError(Exception):
 def one_line(exc: BaseException) -> str:
     """The error as one line for a terminal or a log: its message, and whether retrying can help."""
     text = " ".join(str(exc).split())
-    if isinstance(exc, VolcacheError) and exc.retryable and "retry" not in text.lower():
-        text += " (a transient failure: retrying later may succeed)"
+    if isinstance(exc, VolcacheError) and exc.retryable and "retry" not in text.lower() and "heal" not in text:
+        text += " (this may heal: try again later)"
     return text
 
 

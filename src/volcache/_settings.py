@@ -92,6 +92,7 @@ class StoreSettings:
     ephemeral: Path = Path("/tmp/volcache")
     stale_caches: tuple[Path, ...] = ()
     require_volume: bool = False  # VOLCACHE_REQUIRE_VOLUME: refuse to start when the volume is not mounted
+    assume_volume: bool = False  # VOLCACHE_ASSUME_VOLUME: treat the folder as the shared volume (local runs, tests)
     user_home: Path | None = None  # $HOME: stale-cache cleanup never deletes it (or what contains it)
     # -- the model --
     model: str = DEFAULT_MODEL
@@ -272,6 +273,7 @@ class Settings(WorkerSettings, StoreSettings):
             hf_token=get("HF_TOKEN", "") or get("HUGGING_FACE_HUB_TOKEN", "") or None,
             debug=flag("VOLCACHE_DEBUG"),
             require_volume=flag("VOLCACHE_REQUIRE_VOLUME"),
+            assume_volume=flag("VOLCACHE_ASSUME_VOLUME"),
             user_home=home_dir,
             engine=engine,
             max_concurrency=int(number("MAX_CONCURRENCY", 30, int)) if get("MAX_CONCURRENCY", "") else None,

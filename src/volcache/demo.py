@@ -89,6 +89,7 @@ def worker_environment(volume: Path, endpoint: str, ephemeral: Path) -> dict[str
         VOLCACHE_EPHEMERAL=str(ephemeral),
         # The default list deletes ~/.cache/huggingface, right in a container and wrong on your laptop.
         VOLCACHE_STALE_CACHES="",
+        VOLCACHE_ASSUME_VOLUME="1",  # ./demo-volume stands for the network volume
         HF_HUB_DISABLE_PROGRESS_BARS="1",
         RUNPOD_DEBUG_LEVEL="WARN",
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -22,6 +23,8 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from tests.conftest import run_cli, subprocess_env
 
@@ -196,6 +199,7 @@ class Trial:
     refetched: int = 0  # bytes the Hub served beyond one copy (a killed download starts again)
     seconds: float | None = None
     note: str = ""
+    item: str = ""  # the issue item the trial covers, e.g. "12.2" (else the report's per-module default)
 
 
 class TrialLog:
@@ -207,8 +211,8 @@ class TrialLog:
         self.test = test
 
     @contextlib.contextmanager
-    def trial(self, fault: str) -> Iterator[Trial]:
-        t = Trial(fault)
+    def trial(self, fault: str, item: str = "") -> Iterator[Trial]:
+        t = Trial(fault, item=item)
         survived = False
         try:
             yield t
@@ -233,3 +237,19 @@ def run_trials(count: int, one: Callable[[int], None]) -> None:
         except AssertionError as exc:
             failures.append(f"trial {i}: {exc}")
     assert not failures, f"{len(failures)} of {count} trials broke the contract:\n" + "\n".join(failures)
+
+
+def faults_trial(item: str, fault: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Mark a test as a fault trial of `item` (pytest marker `faults`) and log it for the report."""
+
+    def decorate(test: Callable[..., None]) -> Callable[..., None]:
+        @functools.wraps(test)
+        def run(*args: Any, **kwargs: Any) -> None:
+            with TrialLog(f"{test.__module__}::{test.__name__}").trial(fault, item=item) as t:
+                t.note = "-"
+                test(*args, **kwargs)
+
+        marked: Callable[..., None] = pytest.mark.faults(run)
+        return marked
+
+    return decorate

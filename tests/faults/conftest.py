@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.faults._support import Expected, TrialLog
+from tests.faults._support import Expected
 from volcache.testing import HubEmulator, write_random_repo
 
 SHARDED = "org/sharded"
@@ -58,11 +58,6 @@ def sharded_hub(sharded_root: Path) -> Iterator[HubEmulator]:
 
     with HubEmulator(sharded_root, faults=Faults(bandwidth=BANDWIDTH)) as emulator:
         yield emulator
-
-
-@pytest.fixture
-def trial_log(request: pytest.FixtureRequest) -> TrialLog:
-    return TrialLog(request.node.nodeid)
 
 
 class _FastTime:

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import run_cli, subprocess_env
+from tests.faults._support import faults_trial
 from tests.ops.conftest import Deployment, invoke
 from volcache.ops.doctor import DoctorContext, Probe, run_doctor
 
@@ -150,3 +151,34 @@ def _all_but(name: str) -> list[str]:
     from volcache.ops.doctor import PROBES
 
     return [p for p in PROBES if p != name]
+
+
+def _package_tree(root: Path) -> None:
+    """What an ordinary image holds: scipy's and torch's test data, with weight suffixes, in site-packages."""
+    site = root / "usr/lib/python3.11/site-packages"
+    (site / "scipy/io/tests/data").mkdir(parents=True)
+    (site / "scipy/io/tests/data/big.npz").write_bytes(b"s" * 2_000_000)
+    (site / "torch/testing/_internal/data").mkdir(parents=True)
+    (site / "torch/testing/_internal/data/legacy.pt").write_bytes(b"t" * 1_500_000)
+    (root / "opt/conda/pkgs/numpy-1/info/test").mkdir(parents=True)
+    (root / "opt/conda/pkgs/numpy-1/info/test/arr.npy.npz").write_bytes(b"n" * 1_200_000)
+    (root / "app").mkdir()
+    (root / "app/tiny.bin").write_bytes(b"x" * 100)
+
+
+@faults_trial("12.12", "doctor: package data vs a planted checkpoint")
+def test_package_data_is_not_weights_but_a_planted_checkpoint_is(deployment: Deployment, tmp_path: Path) -> None:
+    image = tmp_path / "image"
+    _package_tree(image)
+    code, probes = _doctor(deployment.volume, "--container-root", str(image), *FAST)
+    assert probes["container-weights"].status == "ok", probes["container-weights"]
+    model = image / "usr/lib/python3.11/site-packages/mypkg/model"
+    model.mkdir(parents=True)
+    (model / "config.json").write_text("{}")
+    (model / "pytorch_model.bin").write_bytes(b"w" * 5000)  # small, but in a model folder
+    (image / "app/model.safetensors").write_bytes(b"w" * 100)  # a weight wherever it is
+    code, probes = _doctor(deployment.volume, "--container-root", str(image), *FAST)
+    found = probes["container-weights"]
+    assert code == 1 and found.status == "fail"
+    assert "model.safetensors" in found.detail and "pytorch_model.bin" in found.detail
+    assert "npz" not in found.detail and ".pt" not in found.detail.replace(".pth", "")

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from tests.faults._support import faults_trial
 from tests.ops.conftest import Deployment, invoke
 from volcache.ops.du import default_locations, measure
 
@@ -75,3 +76,25 @@ def test_same_size_different_content_is_not_a_duplicate(tmp_path: Path) -> None:
     report = measure(default_locations(tmp_path / "none", tmp_path / "none", [tmp_path]))
     assert report.physical_bytes == 15000 and report.unique_bytes == 10000
     assert [sorted(p.name for p in g.paths) for g in report.duplicates] == [["a.safetensors", "c.gguf"]]
+
+
+@faults_trial("12.12", "du: package data, and the summary")
+def test_package_data_is_not_counted_and_the_summary_is_short(deployment: Deployment, tmp_path: Path) -> None:
+    image = tmp_path / "image"
+    site = image / "site-packages/scipy/io/tests/data"
+    site.mkdir(parents=True)
+    (site / "a.npz").write_bytes(b"s" * 2_000_000)
+    data = _du(deployment, image)
+    disk = next(loc for loc in data["locations"] if loc["name"] == "container disk")
+    assert disk["physical_bytes"] == 0 and data["ratio"] == 1.0
+    copies = image / "copies"
+    copies.mkdir()
+    for n in range(8):  # eight distinct duplicated files: eight groups
+        content = bytes([n]) * 1_000_001
+        (copies / f"w{n}.safetensors").write_bytes(content)
+        (copies / f"w{n}-copy.safetensors").write_bytes(content)
+    text = invoke(deployment.volume, "du", "--container-root", str(image)).stdout
+    groups = [line for line in text.splitlines() if line.startswith("duplicate ")]
+    assert len(groups) == 5 and "3 smaller duplicate groups" in text and "--all" in text
+    every = invoke(deployment.volume, "du", "--all", "--container-root", str(image)).stdout
+    assert len([line for line in every.splitlines() if line.startswith("duplicate ")]) == 8

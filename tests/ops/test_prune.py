@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import make_settings, run_cli, subprocess_env
+from tests.faults._support import faults_trial
 from tests.ops.conftest import Deployment, age, invoke
 from volcache import ModelStore
 from volcache.ops.prune import execute, plan_prune
@@ -291,3 +293,23 @@ def test_on_a_terminal_prune_removes_after_yes(deployment: Deployment) -> None:
     assert code == 0, out
     assert "removed 3 snapshots" in out
     assert _models_left(deployment) == []
+
+
+@faults_trial("12.8", "blobs left by an interrupted prune")
+def test_blobs_an_interrupted_prune_left_behind_are_planned_and_removed(deployment: Deployment) -> None:
+    """A prune killed after removing refs and snapshot links leaves blobs nothing points at (issue 12, item 8)."""
+    s = deployment.settings()
+    repo = ModelStore(s).repo_dir("org/a")
+    blobs = sorted((repo / "blobs").iterdir())
+    shutil.rmtree(repo / "snapshots")
+    shutil.rmtree(repo / "refs")
+    orphan_bytes = sum(b.stat().st_size for b in blobs)
+    assert "org/a" not in _models_left(deployment)  # `ls` no longer sees it; its bytes are still there
+    plan = plan_prune(s, older_than=365 * DAY)
+    assert [m.model for m in plan.models] == ["org/a"] and plan.evictions == ()
+    assert sorted(plan.models[0].orphans) == [b.resolve() for b in blobs]
+    assert plan.expected_freed == orphan_bytes
+    result = execute(s, plan)
+    assert result.freed_bytes == orphan_bytes
+    assert not repo.exists(), _tree(repo)
+    assert sorted(_models_left(deployment)) == ["org/b", "org/c"]

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from ..store import CompletionRecord, RemoteFile
 
 _ROOT_HELP = "A folder of the container disk to search (repeatable; replaces the defaults)."
+DU_TOP_GROUPS = 5
 DU_CONTAINER_ROOTS = (Path("/tmp"), Path("/root/.cache"), Path("/app"), Path("/opt"), Path("~"))
 
 
@@ -85,13 +86,16 @@ def doctor(as_json: bool, container_roots: tuple[Path, ...], skip: tuple[str, ..
 @click.argument("paths", nargs=-1, type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.option("--container-root", "container_roots", multiple=True, type=click.Path(path_type=Path), help=_ROOT_HELP)
-def du(paths: tuple[Path, ...], as_json: bool, container_roots: tuple[Path, ...]) -> None:
+@click.option("--all", "show_all", is_flag=True, help=f"List every duplicate group (default: {DU_TOP_GROUPS}).")
+def du(paths: tuple[Path, ...], as_json: bool, container_roots: tuple[Path, ...], show_all: bool) -> None:
     """Weight bytes per location (volume, container disk, PATHS) and the duplication ratio.
 
     \b
     Files are counted by identity (hard links once) and compared by content (size, then
     sha256); symlinks are never followed. Ratio = physical ÷ unique bytes: 1.00 when every
     weight exists once. Container-disk roots by default: /tmp, /root/.cache, /app, /opt, $HOME.
+    Package data (site-packages, dist-packages, conda pkgs) and small files count only inside a
+    model folder. The summary names the largest duplicate groups; --all lists every one.
     \b
     Examples:
       volcache du
@@ -117,10 +121,15 @@ def du(paths: tuple[Path, ...], as_json: bool, container_roots: tuple[Path, ...]
         f"total: {format_bytes(report.physical_bytes)} physical, {format_bytes(report.unique_bytes)} unique, "
         f"ratio {report.ratio:.2f} ({verdict})"
     )
-    for group in report.duplicates:
+    shown = report.duplicates if show_all else report.duplicates[:DU_TOP_GROUPS]
+    for group in shown:
         click.echo(f"duplicate {format_bytes(group.size)} ×{len(group.paths)} (sha256 {group.sha256[:12]}…):")
         for path in group.paths:
             click.echo(f"  {path}")
+    hidden = report.duplicates[len(shown) :]
+    if hidden:
+        wasted_hidden = format_bytes(sum(g.wasted_bytes for g in hidden))
+        click.echo(f"... and {len(hidden)} smaller duplicate groups ({wasted_hidden}); `volcache du --all` lists them.")
 
 
 # -- verify ---------------------------------------------------------------------------------------
@@ -317,6 +326,7 @@ def _print_plan(plan: PrunePlan, command: str) -> None:
         click.echo(
             f"    then {_n(len(mp.refs), 'ref')}, {_n(len(mp.evictions), 'snapshot folder')}, its records, "
             f"{_n(len(mp.blobs), 'blob')}"
+            + (f", {_n(len(mp.orphans), 'blob')} no snapshot points at" if mp.orphans else "")
         )
     for k in plan.kept:
         click.echo(f"  kept {k.model}@{k.commit[:8]}: {k.reason}")

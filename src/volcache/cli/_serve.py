@@ -12,9 +12,16 @@ from .._errors import ConfigError
 WORKER_EXTRA = ("torch", "transformers", "sentence_transformers", "runpod", "pydantic")
 
 
+def _installed(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def require_worker_extra() -> None:
     """Refuse with one line naming the extra to install, before any import of the worker can crash."""
-    missing = [name for name in WORKER_EXTRA if importlib.util.find_spec(name) is None]
+    missing = [name for name in WORKER_EXTRA if not _installed(name)]
     if missing:
         raise ConfigError(
             f"`volcache serve` needs the worker extra ({', '.join(missing)} missing). "

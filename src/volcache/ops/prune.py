@@ -23,12 +23,12 @@ from .._settings import StoreSettings
 from ..store import (
     CachedRepo,
     CachedSnapshot,
-    ModelStore,
     RepoFolder,
     VolumeLayout,
     cache_bytes,
     check_repo_id,
     live_users,
+    model_lease,
     read_marker,
     repo_folder,
     scan_volume,
@@ -259,9 +259,8 @@ def execute(settings: StoreSettings, plan: PrunePlan, *, lease_wait: float = LEA
     removed: list[Eviction] = []
     skipped: list[Kept] = []
     freed = 0
-    store = ModelStore(settings)
     for mp in plan.models:
-        lease = store.lease(mp.model, f"prune {mp.model}", max_wait=lease_wait)
+        lease = model_lease(settings, mp.model, f"prune {mp.model}", max_wait=lease_wait)
         try:
             lease.acquire()
         except LeaseTimeout:

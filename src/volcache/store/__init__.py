@@ -14,8 +14,8 @@ from __future__ import annotations
 from .cleanup import CleanupReport, Protected, protected_locations, remove_stale_caches
 from .inuse import InUse, InUseMarker, hold_in_use, live_users, read_marker, read_markers, volume_clock
 from .layout import RepoFolder, VolumeLayout, model_id_from_folder, repo_folder
-from .lease import Holder, Lease, read_holder
-from .loading import Prefetch, choose_strategy, from_pretrained_kwargs, start_prefetch
+from .lease import Holder, Lease, model_lease, read_holder
+from .loading import Prefetch, Strategy, choose_strategy, from_pretrained_kwargs, start_prefetch
 from .pin import cache_environment, pin
 from .record import CompletionRecord
 from .scan import (
@@ -65,6 +65,7 @@ __all__ = [
     "RepoFolder",
     "Resolution",
     "Selection",
+    "Strategy",
     "VolumeLayout",
     "VolumeScan",
     "WalkResult",
@@ -83,6 +84,7 @@ __all__ = [
     "iter_unique",
     "live_users",
     "model_id_from_folder",
+    "model_lease",
     "pin",
     "probe_symlinks",
     "protected_locations",

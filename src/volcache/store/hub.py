@@ -89,24 +89,21 @@ def hub_error(exc: Exception, model: str, revision: str, s: StoreSettings) -> Ex
     """The store's error for an exception of the Hub client (unchanged when it is a transport error)."""
     from huggingface_hub import errors
 
-    where = {"model": model, "revision": revision, "retryable": False}
     if isinstance(exc, errors.LocalEntryNotFoundError):  # the HEAD failed and nothing is cached: transport
         return exc.__cause__ if isinstance(exc.__cause__, Exception) else exc
     if isinstance(exc, errors.GatedRepoError):
-        return ModelNotFound(f"{model} is gated: accept its terms on the Hub and set HF_TOKEN.", **where)  # type: ignore[arg-type]
-    if isinstance(exc, errors.RevisionNotFoundError):
-        return ModelNotFound(f"{model} has no revision {revision!r}; check MODEL_REVISION.", **where)  # type: ignore[arg-type]
-    if isinstance(exc, errors.RepositoryNotFoundError):
-        return ModelNotFound(
-            f"{model} was not found on {s.endpoint or 'the Hub'}; check MODEL_NAME (and HF_TOKEN for a private model).",
-            **where,  # type: ignore[arg-type]
-        )
-    if isinstance(exc, errors.EntryNotFoundError):
-        return StoreError(
-            f"{model}@{revision}: a listed file is missing on the Hub: {one_line(Exception(s.redact(str(exc))))}",
-            **where,  # type: ignore[arg-type]
-        )
-    return exc
+        message = f"{model} is gated: accept its terms on the Hub and set HF_TOKEN."
+    elif isinstance(exc, errors.RevisionNotFoundError):
+        message = f"{model} has no revision {revision!r}; check MODEL_REVISION."
+    elif isinstance(exc, errors.RepositoryNotFoundError):
+        where = s.endpoint or "the Hub"
+        message = f"{model} was not found on {where}; check MODEL_NAME (and HF_TOKEN for a private model)."
+    elif isinstance(exc, errors.EntryNotFoundError):
+        detail = one_line(Exception(s.redact(str(exc))))
+        return StoreError(f"{model}@{revision}: a listed file is missing on the Hub: {detail}", model=model)
+    else:
+        return exc
+    return ModelNotFound(message, model=model, revision=revision, retryable=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,11 +131,11 @@ class HubClient:
         info = self._ask(lambda: api.model_info(model, revision=revision), model, revision)
         return check_commit(str(info.sha))
 
-    def list(self, model: str, revision: str) -> Listing:
-        """The commit of `model@revision` and its checked file listing."""
+    def list(self, model: str, revision: str, commit: str | None = None) -> Listing:
+        """The commit of `model@revision` (asked unless given) and its checked file listing."""
         from huggingface_hub.hf_api import RepoFile
 
-        commit = self.commit_of(model, revision)
+        commit = commit or self.commit_of(model, revision)
         api = self._api()
         entries = self._ask(lambda: list(api.list_repo_tree(model, revision=commit, recursive=True)), model, revision)
         files = [_remote_file(e) for e in entries if isinstance(e, RepoFile)]

@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .layout import SHA1_RE
 from .selection import RemoteFile
 from .volume import retry_io
 
 HASH_CHUNK = 8 * 1024 * 1024
-_SHA1_RE = re.compile(r"^[0-9a-f]{40}$")
 Progress = Callable[[int], None]
 
 
@@ -77,7 +76,7 @@ def content_problem(
     """The hash check alone (the size is known to match)."""
     if f.sha256 is not None:
         h, want, kind = hashlib.sha256(), f.sha256, "sha256"
-    elif _SHA1_RE.match(f.oid):
+    elif SHA1_RE.match(f.oid):
         h, want, kind = git_blob_header(f.size), f.oid, "git blob id"
     else:
         _advance(progress, f.size)

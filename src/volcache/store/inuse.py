@@ -15,16 +15,13 @@ import contextlib
 import dataclasses
 import json
 import logging
-import os
-import threading
 import uuid
 from pathlib import Path
-from types import TracebackType
 
 from .._settings import StoreSettings
 from .layout import VolumeLayout
 from .lease import Holder, holder_is_dead, is_here, read_holder
-from .volume import retry_io, volume_now
+from .volume import Heartbeat, ReleasedOnExit, refresh, replace_into, retry_io, volume_now
 
 log = logging.getLogger("volcache.inuse")
 
@@ -45,7 +42,7 @@ class InUseMarker:
         return f"{who} (heartbeat {self.age:.0f}s ago)"
 
 
-class InUse:
+class InUse(ReleasedOnExit):
     """A held in-use marker. Release it (or leave the `with` block) when the model is unloaded."""
 
     def __init__(self, path: Path, holder: Holder, interval: float) -> None:
@@ -53,8 +50,7 @@ class InUse:
         self.holder = holder
         self._interval = interval
         self.held = False
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._beat = Heartbeat(self._heartbeat, interval, "volcache-inuse")
 
     def start(self) -> InUse:
         """Write the marker and start its heartbeat; on a read-only volume, warn and hold nothing."""
@@ -64,38 +60,29 @@ class InUse:
             log.warning("volcache: cannot mark %s as in use (%s); `volcache prune` may evict it", self.path, exc)
             return self
         self.held = True
-        self._thread = threading.Thread(target=self._heartbeat, name="volcache-inuse", daemon=True)
-        self._thread.start()
+        self._beat.start()
         return self
 
     def _write(self) -> None:
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        content = json.dumps(dataclasses.asdict(self.holder))
         for attempt in range(3):  # `volcache prune` may remove an empty folder between mkdir and write
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                tmp.write_text(json.dumps(dataclasses.asdict(self.holder)))
-                os.replace(tmp, self.path)
+                replace_into(self.path, lambda tmp: tmp.write_text(content))
                 return
             except FileNotFoundError:
                 if attempt == 2:
                     raise
 
-    def _heartbeat(self) -> None:
-        while not self._stop.wait(self._interval):
-            try:
-                retry_io(lambda: os.utime(self.path))
-            except FileNotFoundError:  # removed by hand: say again that the snapshot is in use
-                with contextlib.suppress(OSError):
-                    self._write()
-            except OSError as exc:
-                log.warning("volcache: cannot refresh the in-use marker %s: %s", self.path, exc)
+    def _heartbeat(self) -> bool:
+        if not refresh(self.path, "the in-use marker"):  # removed by hand: say again that it is in use
+            with contextlib.suppress(OSError):
+                self._write()
+        return True
 
     def release(self) -> None:
         """Stop the heartbeat and remove the marker; safe to call twice."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+        self._beat.stop()
         if self.held:
             self.held = False
             with contextlib.suppress(FileNotFoundError):
@@ -103,11 +90,6 @@ class InUse:
 
     def __enter__(self) -> InUse:
         return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.release()
 
 
 def hold_in_use(settings: StoreSettings, model: str, commit: str, *, purpose: str = "loaded") -> InUse:

@@ -10,12 +10,11 @@ through `check_repo_id`, commits and oids as hex digits), never a header or a jo
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 from pathlib import Path
 
 from .._settings import StoreSettings
-from .volume import retry_io
+from .volume import replace_into, retry_io
 
 SHA1_RE = re.compile(r"^[0-9a-f]{40}$")
 STAGING_PREFIX = ".staging-"  # a download's private folder inside blobs/: renamed into place, never served
@@ -24,6 +23,11 @@ STAGING_PREFIX = ".staging-"  # a download's private folder inside blobs/: renam
 def repo_folder(repo_id: str) -> str:
     """`org/name` -> `models--org--name`, as huggingface_hub names cache folders."""
     return "--".join(["models", *repo_id.split("/")])
+
+
+def is_cache_blob(path: Path) -> bool:
+    """True for a file in a hub cache's `models--*/blobs/` folder (a blob, whatever its name)."""
+    return path.parent.name == "blobs" and path.parent.parent.name.startswith("models--")
 
 
 def model_id_from_folder(name: str) -> str | None:
@@ -100,13 +104,7 @@ class RepoFolder:
             return
         ref = self.refs / revision
         ref.parent.mkdir(parents=True, exist_ok=True)
-        tmp = ref.with_name(f".{ref.name}.{os.getpid()}.tmp")
-        try:
-            tmp.write_text(commit)
-            os.replace(tmp, ref)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        replace_into(ref, lambda tmp: tmp.write_text(commit))
 
     def folders_to_tidy(self) -> tuple[Path, ...]:
         """The repo's folders, innermost first: removed by prune when they end up empty."""

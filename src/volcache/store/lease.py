@@ -23,10 +23,11 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
 
 from .._errors import LeaseLost, LeaseTimeout
-from .volume import retry_io
+from .._settings import StoreSettings
+from .layout import VolumeLayout
+from .volume import Heartbeat, ReleasedOnExit, refresh, retry_io
 
 log = logging.getLogger("volcache.lease")
 
@@ -104,7 +105,7 @@ def _is_zombie(pid: int) -> bool:
         return False
 
 
-class Lease:
+class Lease(ReleasedOnExit):
     """An exclusive, heartbeated lease file. Use as a context manager.
 
     >>> with Lease(path, timeout=120, max_wait=3600):
@@ -125,8 +126,7 @@ class Lease:
         self.max_wait = max_wait
         self.holder = Holder.me(purpose)
         self.lost = threading.Event()
-        self._stop = threading.Event()
-        self._beat: threading.Thread | None = None
+        self._beat = Heartbeat(self._heartbeat, timeout / 4, "volcache-lease")
         self._on_wait = on_wait
 
     # -- acquire -------------------------------------------------------------------------
@@ -234,30 +234,20 @@ class Lease:
             raise LeaseLost(f"lost the download lease {self.path.name} to another worker; retry.", path=self.path)
 
     def _start_heartbeat(self) -> None:
-        self._stop.clear()
-        self._beat = threading.Thread(target=self._heartbeat, name="volcache-lease", daemon=True)
         self._beat.start()
 
-    def _heartbeat(self) -> None:
-        interval = max(0.05, self.timeout / 4)
-        while not self._stop.wait(interval):
-            if self.taken_by_other():
-                log.error("volcache: lost the lease %s to another worker", self.path.name)
-                self.lost.set()
-                return
-            try:
-                retry_io(lambda: os.utime(self.path), what=" refreshing the lease")
-            except FileNotFoundError:
-                continue
-            except OSError as exc:  # still failing after the retries: try again at the next beat
-                log.warning("volcache: cannot refresh the lease %s: %s", self.path.name, exc)
+    def _heartbeat(self) -> bool:
+        """One beat: stop only when the file names another holder; any I/O error waits for the next beat."""
+        if self.taken_by_other():
+            log.error("volcache: lost the lease %s to another worker", self.path.name)
+            self.lost.set()
+            return False
+        refresh(self.path, "the lease")
+        return True
 
     # -- release -------------------------------------------------------------------------
     def release(self) -> None:
-        self._stop.set()
-        if self._beat is not None:
-            self._beat.join()
-            self._beat = None
+        self._beat.stop()
         if self.owned():
             with contextlib.suppress(FileNotFoundError):
                 self.path.unlink()
@@ -266,7 +256,20 @@ class Lease:
         self.acquire()
         return self
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.release()
+
+def model_lease(
+    settings: StoreSettings,
+    model: str,
+    purpose: str,
+    *,
+    max_wait: float | None = None,
+    on_wait: Callable[[Holder | None, float], None] | None = None,
+) -> Lease:
+    """The download lease of `model`, held by whoever writes or removes its files (download, repair, prune)."""
+    return Lease(
+        VolumeLayout.of(settings).lease(model),
+        timeout=settings.lease_timeout,
+        max_wait=settings.lease_max_wait if max_wait is None else max_wait,
+        purpose=purpose,
+        on_wait=on_wait,
+    )

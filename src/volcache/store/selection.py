@@ -31,6 +31,7 @@ from pathlib import PurePosixPath
 from typing import Any, Literal, Protocol
 
 from .._errors import HostileAnswer, InvalidModelId, SelectionError
+from .layout import SHA1_RE as _SHA_RE
 
 Layout = Literal["transformers", "sentence-transformers", "diffusers", "gguf", "explicit"]
 
@@ -63,7 +64,6 @@ _VARIANT_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,31}$")  # `fp16`, `bf16`, `no
 
 
 MAX_FILE_SIZE = 2 * 1000**4  # 2 TB: anything larger in a listing is an error, not a model
-_SHA_RE = re.compile(r"^[0-9a-f]{40}$")
 _REPO_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
 
 

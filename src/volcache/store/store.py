@@ -22,7 +22,6 @@ import errno
 import logging
 import os
 import re
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -33,11 +32,11 @@ from .hub import HubClient, remove_stale_staging, staging_folder
 from .integrity import check_file
 from .inuse import InUse, hold_in_use
 from .layout import SHA1_RE, RepoFolder, VolumeLayout
-from .lease import Lease
+from .lease import Lease, model_lease
 from .record import DEFAULT_SELECTION, CompletionRecord, read_record, snapshot_mismatches, write_record
 from .scan import find_readonly_snapshot, records_of
 from .selection import Plan, RemoteFile, Selection, check_repo_id, deciding_files, plan_selection
-from .volume import free_bytes, probe_symlinks
+from .volume import free_bytes, probe_symlinks, replace_into
 
 log = logging.getLogger("volcache.store")
 
@@ -126,7 +125,10 @@ class ModelStore:
                 model=model,
                 revision=revision,
             )
-        return self._download(model, revision, on_wait, selection)
+        # The cheap question first (does it exist, may this token read it): a missing or gated model
+        # fails here, before a folder, a lease or a byte is written.
+        commit = self.hub.commit_of(model, revision)
+        return self._download(model, revision, commit, on_wait, selection)
 
     def plan(self, model: str | None = None, revision: str | None = None, selection: Selection | None = None) -> Plan:
         """Every file of `model@revision`, kept or skipped, and why; downloads and writes nothing.
@@ -212,15 +214,8 @@ class ModelStore:
         return self.layout.lease(model)
 
     def lease(self, model: str, purpose: str, *, max_wait: float | None = None, on_wait: Any = None) -> Lease:
-        """The download lease of `model`: held by whoever writes or removes its files."""
-        s = self.settings
-        return Lease(
-            self.lease_path(model),
-            timeout=s.lease_timeout,
-            max_wait=s.lease_max_wait if max_wait is None else max_wait,
-            purpose=purpose,
-            on_wait=on_wait,
-        )
+        """The download lease of `model` (`lease.model_lease`)."""
+        return model_lease(self.settings, model, purpose, max_wait=max_wait, on_wait=on_wait)
 
     def mark_used(self, resolution: Resolution) -> None:
         """Record that a worker loaded this snapshot now (for `volcache prune`'s LRU order)."""
@@ -280,7 +275,12 @@ class ModelStore:
 
     # -- download --------------------------------------------------------------------------
     def _download(
-        self, model: str, revision: str, on_wait: Callable[[Any, float], None] | None, selection: Selection
+        self,
+        model: str,
+        revision: str,
+        commit: str,
+        on_wait: Callable[[Any, float], None] | None,
+        selection: Selection,
     ) -> Resolution:
         created = _make_dirs(self.settings.hub_cache, self.layout.locks_dir)
         try:
@@ -288,14 +288,16 @@ class ModelStore:
                 local = self.find_local(model, revision, selection)  # another worker finished meanwhile
                 if local is not None:
                     return local
-                return self._download_locked(model, revision, lease, selection)
+                return self._download_locked(model, revision, commit, lease, selection)
         except BaseException:
             _remove_empty_dirs(created)
             raise
 
-    def _download_locked(self, model: str, revision: str, lease: Lease, selection: Selection) -> Resolution:
+    def _download_locked(
+        self, model: str, revision: str, commit: str, lease: Lease, selection: Selection
+    ) -> Resolution:
         s = self.settings
-        listing = self.hub.list(model, revision)
+        listing = self.hub.list(model, revision, commit)
         commit = listing.commit
         # Never empty of weights: a selection without a weight file the loader can open raises.
         plan, small = self._plan_listing(model, commit, listing.files, selection)
@@ -404,13 +406,7 @@ def _link(repo: RepoFolder, commit: str, f: RemoteFile) -> None:
     if link.is_symlink() and os.readlink(link) == target:
         return
     link.parent.mkdir(parents=True, exist_ok=True)
-    tmp = link.with_name(f".{link.name}.{uuid.uuid4().hex[:8]}.link")
-    os.symlink(target, tmp)
-    try:
-        os.replace(tmp, link)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    replace_into(link, lambda tmp: os.symlink(target, tmp))
 
 
 def _space_error(model: str, commit: str, p: Preflight, s: StoreSettings) -> InsufficientSpace:
@@ -426,10 +422,15 @@ def _space_error(model: str, commit: str, p: Preflight, s: StoreSettings) -> Ins
 
 
 def _filled_up(doing: str, s: StoreSettings) -> InsufficientSpace:
+    """The volume filled up after the preflight found room: another writer took it, and may give it back.
+
+    Unlike the preflight's refusal, this may heal, so a worker exits (and is restarted) on it.
+    """
     return InsufficientSpace(
         f"the volume filled up while {doing}: {s.hub_cache} has {format_bytes(free_bytes(s.hub_cache))} free. "
         "Partial files were removed. Fix: free space with `volcache prune`, or grow the volume.",
         path=s.hub_cache,
+        retryable=True,
     )
 
 

@@ -11,6 +11,7 @@ import contextlib
 import errno
 import logging
 import os
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -136,3 +137,70 @@ def probe_symlinks(folder: Path, symlink: Callable[[str, Path], None] | None = N
         ) from None
     with contextlib.suppress(FileNotFoundError):
         probe.unlink()
+
+
+class ReleasedOnExit:
+    """A handle released when its `with` block ends (the lease, an in-use marker)."""
+
+    def release(self) -> None:
+        raise NotImplementedError
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self.release()
+
+
+class Heartbeat:
+    """A daemon thread that calls `beat()` every `interval` seconds until `stop()` or `beat()` returns False.
+
+    The lease and the in-use markers refresh their files' mtimes with it.
+    """
+
+    def __init__(self, beat: Callable[[], bool], interval: float, name: str) -> None:
+        self._beat = beat
+        self._interval = max(0.05, interval)
+        self._name = name
+        self._stopped = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._stopped.clear()
+        self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stopped.wait(self._interval):
+            if not self._beat():
+                return
+
+    def stop(self) -> None:
+        """Stop and wait for the thread; safe to call twice or before `start()`."""
+        self._stopped.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+
+def refresh(path: Path, what: str) -> bool:
+    """Touch `path` (a heartbeat), retrying transient errors; False when the file is gone."""
+    try:
+        retry_io(lambda: os.utime(path), what=f" refreshing {what}")
+    except FileNotFoundError:
+        return False
+    except OSError as exc:  # still failing after the retries: the next beat tries again
+        log.warning("volcache: cannot refresh %s %s: %s", what, path, exc)
+    return True
+
+
+def replace_into(dest: Path, create: Callable[[Path], object]) -> None:
+    """Make an entry at a unique temporary name beside `dest` with `create(tmp)`, then rename it over `dest`.
+
+    A reader sees the old entry or the new one, nothing between; the temporary one never stays behind.
+    """
+    tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        create(tmp)
+        os.replace(tmp, dest)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise

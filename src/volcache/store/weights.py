@@ -22,6 +22,7 @@ import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from .layout import is_cache_blob
 from .selection import is_weight_file
 
 # Kernel and device trees are never weights and can be huge or hang.
@@ -59,10 +60,6 @@ ALL = Filter()
 def is_model_folder(names: Iterable[str]) -> bool:
     """True for a folder laid out as a model: a config, a pipeline index or a shard index beside the weights."""
     return any(n in MODEL_FOLDER_MARKERS or n.endswith(".index.json") for n in names)
-
-
-def _is_cache_blob(path: Path) -> bool:
-    return path.parent.name == "blobs" and path.parent.parent.name.startswith("models--")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,7 +138,7 @@ def walk_weights(
                         truncated = f"deeper than {max_depth} levels not searched"
                         continue
                     stack.append((path, depth + 1))
-                elif is_weight_file(entry.name) or _is_cache_blob(path):
+                elif is_weight_file(entry.name) or is_cache_blob(path):
                     found = _weight_entry(entry, top, skipped)
                     if found is not None and (found.link is not None or keep.counts(path, found.size, model_folder)):
                         files.setdefault(found.key, found)
@@ -186,28 +183,21 @@ def weight_bytes(root: Path) -> int:
 
 def tree_bytes(root: Path) -> int:
     """Bytes of the regular files under `root`, each inode once, never following a symlink."""
+    return _unique_bytes(root, follow=False)
+
+
+def snapshot_bytes(snapshot: Path) -> int:
+    """Bytes of the files a snapshot folder shows (its links resolved), each file once."""
+    return _unique_bytes(snapshot, follow=True)
+
+
+def _unique_bytes(root: Path, *, follow: bool) -> int:
     seen: set[tuple[int, int]] = set()
     total = 0
     for folder, _dirs, names in os.walk(root):
         for name in names:
             try:
-                st = os.lstat(os.path.join(folder, name))
-            except OSError:
-                continue
-            if stat.S_ISREG(st.st_mode) and (st.st_dev, st.st_ino) not in seen:
-                seen.add((st.st_dev, st.st_ino))
-                total += st.st_size
-    return total
-
-
-def snapshot_bytes(snapshot: Path) -> int:
-    """Bytes of the files a snapshot folder shows (its links resolved), each file once."""
-    seen: set[tuple[int, int]] = set()
-    total = 0
-    for folder, _dirs, names in os.walk(snapshot):
-        for name in names:
-            try:
-                st = os.stat(os.path.join(folder, name))
+                st = os.stat(os.path.join(folder, name), follow_symlinks=follow)
             except OSError:
                 continue
             if stat.S_ISREG(st.st_mode) and (st.st_dev, st.st_ino) not in seen:

@@ -564,7 +564,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/json; charset=utf-8")
         self.send_header("Content-Length", str(len(data)))
         for name, value in (headers or {}).items():
-            self.send_header(name, value)
+            self.send_header(name, header_value(value))
         self._end_headers()
         if self.command != "HEAD":
             self.wfile.write(data)
@@ -907,3 +907,12 @@ def write_random_repo(path: str | Path, files: Mapping[str, int], seed: int = 0)
         config = {"model_type": "volcache-random", "seed": seed, "files": dict(sorted(files.items()))}
         (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     return folder
+
+
+def header_value(text: str) -> str:
+    """`text` safe as one HTTP header value: CR, LF, other control and non-ASCII characters escaped.
+
+    Error messages echo the request's revision and path; unescaped, a CR/LF there would let a
+    request inject headers (or a body) into the emulator's answer.
+    """
+    return "".join(c if " " <= c <= "~" else f"\\x{ord(c):02x}" for c in text)

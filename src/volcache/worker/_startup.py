@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from .._errors import ConfigError, VolcacheError, one_line
 from .._logging import errors_as_one_line, setup_logging
 from .._settings import Settings
 from ..store import (
@@ -36,9 +37,11 @@ from ..store import (
     Resolution,
     choose_strategy,
     free_bytes,
+    is_mounted,
     pin,
     protected_locations,
     remove_stale_caches,
+    require_mounted,
     snapshot_bytes,
     start_prefetch,
     tree_bytes,
@@ -87,6 +90,7 @@ class StartupReport:
     imports: Mapping[str, float] = dataclasses.field(default_factory=dict)  # library -> seconds of its first import
     prefetch: Mapping[str, object] | None = None  # bytes, seconds, threads of the background read
     since_process_start: float | None = None  # seconds from the process's start to the end of warm-up
+    volume_mounted: bool = True  # False: the volume folder is on the container's disk (one copy per worker)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -106,6 +110,7 @@ class StartupReport:
             "prefetch": dict(self.prefetch) if self.prefetch is not None else None,
             "since_process_start_s": round(self.since_process_start, 3) if self.since_process_start else None,
             "disk": dataclasses.asdict(self.disk),
+            "volume_mounted": self.volume_mounted,
         }
 
     def log_line(self) -> str:
@@ -148,6 +153,7 @@ def prepare(settings: Settings | None = None, *, sdk: SdkImport | None = None) -
     clock = _Clock()
     settings = settings or Settings.from_env()
     setup_logging(settings.log_level)
+    mounted = _check_volume(settings)
     with clock("pin"):
         pin(settings)
     with clock("cleanup"):
@@ -181,15 +187,33 @@ def prepare(settings: Settings | None = None, *, sdk: SdkImport | None = None) -
         load_strategy=strategy,
         downloaded_bytes=resolution.downloaded_bytes,
         timings=timings,
-        disk=disk_facts(settings, resolution),
+        disk=disk_facts(settings, resolution, mounted=mounted),
         stale_bytes_freed=cleanup.bytes_freed,
         load_split=load_split,
         imports=imports,
         prefetch=_prefetch_facts(prefetch),
         since_process_start=age,
+        volume_mounted=mounted,
     )
     log.info("%s", report.log_line())
     return Worker(task, settings), report
+
+
+def _check_volume(settings: Settings) -> bool:
+    """Say so when the volume is not mounted (a refusal with VOLCACHE_REQUIRE_VOLUME=1); True when it is."""
+    if settings.assume_volume:  # a local run or a test: the folder stands for the shared volume
+        return True
+    if settings.require_volume:
+        require_mounted(settings.volume)
+    mounted = is_mounted(settings.volume)
+    if not mounted:
+        log.warning(
+            "volcache: %s is not a mount point: no network volume is attached, so the weights go to the "
+            "container disk and every worker downloads its own copy. Attach a network volume (or set "
+            "VOLCACHE_REQUIRE_VOLUME=1 to refuse to start without one).",
+            settings.volume,
+        )
+    return mounted
 
 
 # In-use markers live as long as the process: `volcache prune` leaves these snapshots alone.
@@ -213,7 +237,15 @@ def start(argv: Sequence[str] | None = None) -> None:
     sys.argv = [sys.argv[0] or "volcache", *args]
     sdk = SdkImport()
     sdk.begin()  # runpod's CPU probe runs beside the model's imports
-    worker, _ = prepare(sdk=sdk)
+    try:
+        worker, _ = prepare(sdk=sdk)
+    except VolcacheError as exc:
+        # A cause that may heal (the Hub, the volume) exits non-zero so the platform retries; so does
+        # every cause in a one-job run (`--test_input`), where nobody waits for a second answer.
+        if exc.retryable or runs_once(args, _settings_or_default()):
+            raise
+        _serve_the_cause(sdk, exc)
+        return
     runpod = sdk.finish()
 
     once = runs_once(args, worker.settings)
@@ -229,10 +261,35 @@ def start(argv: Sequence[str] | None = None) -> None:
     )
 
 
+def _settings_or_default() -> Settings:
+    try:
+        return Settings.from_env()
+    except ConfigError:
+        return Settings()
+
+
+def _serve_the_cause(sdk: SdkImport, exc: VolcacheError) -> None:
+    """A cause a restart cannot fix (no such model, no token, no room, bad settings): stay up, answer every job with it.
+
+    RunPod restarts a worker that exits, paying for each start; the user would see a crash loop in
+    the logs instead of an answer (worker-vllm does the same, `src/startup_errors.py`).
+    """
+    cause = one_line(exc)
+    log.error("volcache: the worker cannot start: %s; every job is answered with this error", cause)
+    answer = {"error": f"The worker cannot start: {cause}"}
+
+    async def refuse(job: Any) -> Any:
+        yield answer
+
+    runpod = sdk.finish()
+    runpod.serverless.start({"handler": refuse, "return_aggregate_stream": True})
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """`python -m volcache.worker`: `start`, with volcache's errors as one line and exit status 1."""
     with errors_as_one_line() as boundary:
-        boundary.debug = Settings.from_env().debug
+        with contextlib.suppress(ConfigError):  # bad settings are answered by `start`, job by job
+            boundary.debug = Settings.from_env().debug
         start(argv)
 
 
@@ -296,14 +353,19 @@ def process_age() -> float | None:
 
 
 # -- disk facts ----------------------------------------------------------------------------------
-def disk_facts(settings: Settings, resolution: Resolution) -> DiskFacts:
-    """Bytes on the volume, in this model, as weights on the container disk, and free."""
+def disk_facts(settings: Settings, resolution: Resolution, *, mounted: bool = True) -> DiskFacts:
+    """Bytes on the volume, in this model, as weights on the container disk, and free.
+
+    With `mounted=False` the "volume" is a folder of the container's disk: its bytes count as
+    container disk, and `volume_bytes` is 0.
+    """
     volume = settings.volume
     scratch = [p for p in (*settings.stale_caches, settings.ephemeral) if not _inside(p, volume)]
+    on_volume = tree_bytes(settings.hub_cache)
     return DiskFacts(
-        volume_bytes=tree_bytes(settings.hub_cache),
+        volume_bytes=on_volume if mounted else 0,
         model_bytes=resolution.bytes or snapshot_bytes(resolution.path),
-        container_disk_weight_bytes=sum(weight_bytes(p) for p in scratch),
+        container_disk_weight_bytes=sum(weight_bytes(p) for p in scratch) + (0 if mounted else on_volume),
         free_bytes=free_bytes(settings.hub_cache if settings.hub_cache.exists() else volume),
     )
 
