@@ -11,6 +11,7 @@ import dataclasses
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -47,6 +48,17 @@ MIN_TEMPERATURE = 1e-2
 MAX_TEMPERATURE = 100.0
 MIN_PENALTY = 1e-2
 MAX_PENALTY = 100.0
+
+
+def _sampling_temperature(value: float) -> float:
+    # A tiny positive temperature divides the logits into infinities: the probabilities become
+    # NaN and sampling fails inside torch. 0 means greedy.
+    if 0 < value < MIN_TEMPERATURE:
+        raise ValueError(f"is {value}, but must be 0 (greedy) or at least {MIN_TEMPERATURE}")
+    return value
+
+
+Temperature = Annotated[float, Field(ge=0), AfterValidator(_sampling_temperature)]
 # numpy's seed (transformers' `set_seed` seeds it too) takes 0 <= seed < 2**32.
 Seed = Annotated[int, Field(ge=0, lt=2**32)]
 
@@ -172,22 +184,13 @@ class GenerationParameters(_Strict):
     """Sampling parameters with transformers' names; `temperature` 0 means greedy decoding."""
 
     max_new_tokens: int | None = Field(default=None, gt=0)
-    temperature: float | None = Field(default=None, ge=0, le=MAX_TEMPERATURE)
+    temperature: Temperature | None = Field(default=None, le=MAX_TEMPERATURE)
     top_p: float | None = Field(default=None, gt=0, le=1)
     top_k: int | None = Field(default=None, ge=0)
     repetition_penalty: float | None = Field(default=None, ge=MIN_PENALTY, le=MAX_PENALTY)
     do_sample: bool | None = None
     seed: Seed | None = None
     stop: Stop = Field(default_factory=list, max_length=16)
-
-    @field_validator("temperature")
-    @classmethod
-    def _temperature(cls, value: float | None) -> float | None:
-        # A tiny positive temperature divides the logits into infinities: the probabilities become
-        # NaN and sampling fails inside torch. 0 means greedy.
-        if value is not None and 0 < value < MIN_TEMPERATURE:
-            raise ValueError(f"is {value}, but must be 0 (greedy) or at least {MIN_TEMPERATURE}")
-        return value
 
     @field_validator("max_new_tokens")
     @classmethod
@@ -326,20 +329,13 @@ class OpenAIChatRequest(_Lenient):
     model: str | None = None
     max_tokens: int | None = Field(default=None, gt=0)
     max_completion_tokens: int | None = Field(default=None, gt=0)
-    temperature: float | None = Field(default=None, ge=0, le=2)
+    temperature: Temperature | None = Field(default=None, le=2)
     top_p: float | None = Field(default=None, gt=0, le=1)
     n: int = Field(default=1, ge=1, le=1)
     stream: bool = False
     stream_options: StreamOptions | None = None
     stop: Stop | None = None
     seed: Seed | None = None
-
-    @field_validator("temperature")
-    @classmethod
-    def _temperature(cls, value: float | None) -> float | None:
-        if value is not None and 0 < value < MIN_TEMPERATURE:
-            raise ValueError(f"is {value}, but must be 0 (greedy) or at least {MIN_TEMPERATURE}")
-        return value
 
     def generation(self) -> dict[str, Any]:
         """The same request in volcache's native generation form."""
