@@ -129,6 +129,11 @@ class StoreSettings:
         return self.home / "torch"
 
     @property
+    def compile_cache(self) -> Path:
+        """The engines' compile and kernel caches (vLLM, Inductor, Triton), keyed by what invalidates them."""
+        return self.home / "compile"
+
+    @property
     def modules_cache(self) -> Path:
         return self.home / "modules"
 

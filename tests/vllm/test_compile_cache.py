@@ -13,7 +13,7 @@ VERSIONS = {"vllm": "0.32.0+cpu", "torch": "2.13.0+cpu", "cuda": "12.8"}
 
 
 def _cache(base: Path, worker: str, key: str = "k") -> CompileCache:
-    return CompileCache.at(base / "volume" / "models", base / worker / "ephemeral", key)
+    return CompileCache.at(base / "volume" / "models" / COMPILE_DIR, base / worker / "ephemeral", key)
 
 
 def _compile(cache: CompileCache, files: dict[str, str]) -> None:

@@ -18,6 +18,7 @@ from .._settings import Settings, format_bytes, parse_duration, parse_size
 from . import settings as current_settings
 
 if TYPE_CHECKING:
+    from ..ops.compile_cache import CompileEntry
     from ..ops.prune import PrunePlan, PruneResult
     from ..ops.verify import FileProblem, VerifyReport
     from ..store import CompletionRecord, RemoteFile
@@ -101,13 +102,18 @@ def du(paths: tuple[Path, ...], as_json: bool, container_roots: tuple[Path, ...]
       volcache du
       volcache du /tmp/models --json
     """
+    from ..ops.compile_cache import scan_compile_cache
     from ..ops.du import default_locations, measure
 
     settings = current_settings()
     roots = tuple(r.expanduser() for r in (container_roots or DU_CONTAINER_ROOTS))
     report = measure(default_locations(settings.volume, settings.hub_cache, roots, paths))
+    compiled = scan_compile_cache(settings.compile_cache)
+    compile_bytes = sum(e.bytes for e in compiled)
     if as_json:
-        click.echo(json.dumps(report.to_json(), indent=1))
+        data = report.to_json()
+        data["compile_cache"] = {"root": str(settings.compile_cache), "entries": len(compiled), "bytes": compile_bytes}
+        click.echo(json.dumps(data, indent=1))
         return
     click.echo(f"{'LOCATION':<20} {'FILES':>6} {'PHYSICAL':>10}  ROOTS")
     for loc in report.locations:
@@ -116,6 +122,10 @@ def du(paths: tuple[Path, ...], as_json: bool, container_roots: tuple[Path, ...]
         for note in loc.notes:
             click.echo(f"{'':<20} note: {note}")
     wasted = report.physical_bytes - report.unique_bytes
+    if compiled:  # compiled graphs and kernels, not weights: outside the ratio
+        click.echo(
+            f"{'compile cache':<20} {len(compiled):>6} {format_bytes(compile_bytes):>10}  {settings.compile_cache}"
+        )
     verdict = "every weight exists once" if not wasted else f"{format_bytes(wasted)} are duplicates"
     click.echo(
         f"total: {format_bytes(report.physical_bytes)} physical, {format_bytes(report.unique_bytes)} unique, "
@@ -251,8 +261,39 @@ def prune(keep_bytes: str | None, older_than: str | None, dry_run: bool, yes: bo
     setup_logging(settings.log_level)
     plan = plan_prune(settings, keep_bytes=keep, older_than=age)
     _print_plan(plan, "prune")
+    stale = _print_compile_plan(settings, age)
+    if stale and not plan.models and not dry_run and (yes or _ask(f"Remove {_n(len(stale), 'compile cache folder')}?")):
+        _prune_compile(settings, stale)
+        return
     if _confirmed(plan, dry_run, yes, "prune"):
         _report(_execute(settings, plan))
+        if stale:
+            _prune_compile(settings, stale)
+
+
+def _print_compile_plan(settings: Settings, older_than: float | None) -> list[CompileEntry]:
+    """Compile cache entries unused for `older_than` (and abandoned publishes), printed; [] without an age."""
+    from ..ops.compile_cache import plan_compile_prune, scan_compile_cache
+
+    if older_than is None:
+        return []
+    stale = plan_compile_prune(scan_compile_cache(settings.compile_cache), older_than)
+    for entry in stale:
+        click.echo(f"  compile cache {entry.path.name}: {format_bytes(entry.bytes)}, unused")
+    return stale
+
+
+def _prune_compile(settings: Settings, stale: list[CompileEntry]) -> None:
+    from ..ops.compile_cache import remove_entries
+
+    freed = remove_entries(settings.compile_cache, stale)
+    click.echo(f"removed {_n(len(stale), 'compile cache folder')}, freed {format_bytes(freed)}.")
+
+
+def _ask(question: str) -> bool:
+    if not sys.stdin.isatty():
+        _fail("prune removes files; run it again with --yes (stdin is not a terminal to confirm on).", code=2)
+    return click.confirm(question, default=False)
 
 
 @click.command()

@@ -38,10 +38,11 @@ import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from ...ops.compile_cache import INCOMING_PREFIX  # one name for the publish folders, shared with prune
+
 log = logging.getLogger("volcache.worker")
 
 COMPILE_DIR = "compile"  # under the volume home
-INCOMING_PREFIX = ".incoming-"
 # The caches each library reads from its own variable, and the subfolder each gets in an entry.
 CACHE_VARIABLES = {"VLLM_CACHE_ROOT": "vllm", "TORCHINDUCTOR_CACHE_DIR": "inductor", "TRITON_CACHE_DIR": "triton"}
 
@@ -65,8 +66,9 @@ class CompileCache:
     local: Path  # <ephemeral>/compile/<key>: what the engine reads and writes
 
     @classmethod
-    def at(cls, home: Path, ephemeral: Path, key: str) -> CompileCache:
-        return cls(shared=home / COMPILE_DIR / key, local=ephemeral / COMPILE_DIR / key)
+    def at(cls, shared_root: Path, ephemeral: Path, key: str) -> CompileCache:
+        """`shared_root` is the volume's compile cache (`Settings.compile_cache`)."""
+        return cls(shared=shared_root / key, local=ephemeral / COMPILE_DIR / key)
 
     @property
     def key(self) -> str:

@@ -119,7 +119,9 @@ class EngineLaunch:
         # The key hashes what shapes the compiled graph: the model and the environment's engine flags;
         # never the port or the load strategy (which follows the page cache, so it differs between starts).
         shape = [str(snapshot), *_vllm_args.engine_arguments(env)]
-        cache = CompileCache.at(settings.home, settings.ephemeral, cache_key(versions(), accelerator(device), shape))
+        cache = CompileCache.at(
+            settings.compile_cache, settings.ephemeral, cache_key(versions(), accelerator(device), shape)
+        )
         command = [sys.executable, "-m", "vllm.entrypoints.cli.main", "serve", *args]
         startup = _seconds(env, "VLLM_STARTUP_TIMEOUT", STARTUP_TIMEOUT_S)
         request = _seconds(env, "REQUEST_TIMEOUT", REQUEST_TIMEOUT_S)
