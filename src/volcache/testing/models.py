@@ -231,17 +231,7 @@ def build_tiny_sd_pipeline(
     torch, transformers, diffusers = _heavy("torch"), _heavy("transformers"), _heavy("diffusers")
     out = _fresh(folder)
     tokenizer = _clip_tokenizer(out.parent / f".{out.name}-tokenizer")
-    text_config = transformers.CLIPTextConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=37,
-        num_attention_heads=4,
-        num_hidden_layers=2,
-        projection_dim=32,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
+    text_config = _tiny_clip_text_config(transformers, tokenizer)
     torch.manual_seed(seed)
     unet_extra: dict[str, Any] = {"cross_attention_dim": 32, "attention_head_dim": 2}
     if sdxl:  # the two encoders' hidden states are concatenated; pooled text + 6 size ids condition time
@@ -299,6 +289,21 @@ def build_tiny_sd_pipeline(
     return out
 
 
+def _tiny_clip_text_config(transformers: Any, tokenizer: Any) -> Any:
+    """A 2-layer CLIP text encoder's config for `tokenizer` (hidden size 32)."""
+    return transformers.CLIPTextConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=37,
+        num_attention_heads=4,
+        num_hidden_layers=2,
+        projection_dim=32,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+
+
 def build_tiny_flux_pipeline(folder: str | Path, *, variant_bf16: bool = True, seed: int = 0) -> Path:
     """A random FLUX-style diffusers pipeline at `folder` (~1 MB): a 1+1-layer transformer, CLIP and T5 encoders.
 
@@ -307,17 +312,7 @@ def build_tiny_flux_pipeline(folder: str | Path, *, variant_bf16: bool = True, s
     torch, transformers, diffusers = _heavy("torch"), _heavy("transformers"), _heavy("diffusers")
     out = _fresh(folder)
     clip_tokenizer = _clip_tokenizer(out.parent / f".{out.name}-tokenizer")
-    clip_config = transformers.CLIPTextConfig(
-        vocab_size=len(clip_tokenizer),
-        hidden_size=32,
-        intermediate_size=37,
-        num_attention_heads=4,
-        num_hidden_layers=2,
-        projection_dim=32,
-        bos_token_id=clip_tokenizer.bos_token_id,
-        eos_token_id=clip_tokenizer.eos_token_id,
-        pad_token_id=clip_tokenizer.pad_token_id,
-    )
+    clip_config = _tiny_clip_text_config(transformers, clip_tokenizer)
     pieces = ["<pad>", "</s>", "<unk>", "▁", *(f"▁{w}" for w in WORDS), *map(chr, range(ord("a"), ord("z") + 1))]
     t5_tokenizer = transformers.T5Tokenizer(vocab=[(p, -float(i)) for i, p in enumerate(pieces)], extra_ids=0)
     t5_tokenizer.model_max_length = 64

@@ -380,25 +380,18 @@ class ImagePipeline:
         with self.lock:
             pipe = self._pipeline_for(job)
             memory = self._fit(job)
-            kwargs = self._call_kwargs(pipe, job, progress)
-            try:
-                return self._call(pipe, kwargs), memory
-            except Exception as exc:
-                if not _out_of_memory(exc):
-                    raise
-                _free_memory(self.device)
-                if self._slicing and self._tiling:
-                    raise self._does_not_fit(job) from None
-            # Out of memory: once more with attention slicing and VAE tiling, then refuse.
-            memory = self._set_memory(slicing=True, tiling=True)
-            kwargs = self._call_kwargs(pipe, job, progress)
-            try:
-                return self._call(pipe, kwargs), memory
-            except Exception as exc:
-                if not _out_of_memory(exc):
-                    raise
-                _free_memory(self.device)
-                raise self._does_not_fit(job) from None
+            while True:
+                kwargs = self._call_kwargs(pipe, job, progress)
+                try:
+                    return self._call(pipe, kwargs), memory
+                except Exception as exc:
+                    if not _out_of_memory(exc):
+                        raise
+                    _free_memory(self.device)
+                    if self._slicing and self._tiling:
+                        raise self._does_not_fit(job) from None
+                # Out of memory: once more with attention slicing and VAE tiling, then refuse.
+                memory = self._set_memory(slicing=True, tiling=True)
 
     def _pipeline_for(self, job: ImageJob) -> Any:
         pipe = self.pipe
