@@ -48,7 +48,7 @@ from ..store import (
     weight_bytes,
 )
 from ._handler import Worker
-from ._load import load_context, load_phases, load_task
+from ._load import load_context, load_phases, load_task, selection_of
 from ._sdk import SdkImport
 from .tasks import detect_task, normalize_task
 from .tasks.base import timed_imports
@@ -164,7 +164,7 @@ def prepare(settings: Settings | None = None, *, sdk: SdkImport | None = None) -
         resolution = _hold(store, resolution, settings)
     strategy = choose_strategy(settings.load, resolution.path)  # chosen once, used by the loader
     # Reads on while the libraries are imported: only the files the loader opens for this request.
-    prefetch = start_prefetch(resolution.path, strategy, store.selection)
+    prefetch = start_prefetch(resolution.path, strategy, selection_of(settings))
     go_offline()
     task_name = normalize_task(settings.task) if settings.task else detect_task(resolution.path, resolution.model)
     with clock("load"), load_phases() as load_split, timed_imports() as imports:
