@@ -55,15 +55,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"          python {' '.join(shlex.quote(c) for c in command[1:])}")
             proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=args.timeout)
             requests, served = hub.stats.requests, hub.stats.bytes_served
-    output = proc.stdout + proc.stderr
-    started = next((line for line in output.splitlines() if STARTED_PREFIX in line), None)
-    result_line = next((line for line in proc.stdout.splitlines() if line.startswith(RESULT_PREFIX)), None)
-    if proc.returncode != 0 or started is None or result_line is None:
-        print(f"\nthe worker failed (exit status {proc.returncode}); its last output:", file=sys.stderr)
-        print("\n".join(output.splitlines()[-40:]), file=sys.stderr)
+    outcome = worker_outcome(proc)
+    if outcome is None:
         return 1
-    report = StartupReport.parse(started)
-    result = json.loads(result_line[len(RESULT_PREFIX) :])
+    started, report, result = outcome
     print_report(report, result, requests, served)
     print(f"\n  timing line, as the worker logs it:\n  {started[started.index(STARTED_PREFIX) :]}")
     if requests == 0:
@@ -117,6 +112,19 @@ def print_report(report: dict[str, Any], result: dict[str, Any], requests: int, 
 def _cosine(a: list[float], b: list[float]) -> float:
     dot = sum(x * y for x, y in zip(a, b, strict=True))
     return dot / (math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b)))
+
+
+def worker_outcome(proc: subprocess.CompletedProcess[str]) -> tuple[str, dict[str, Any], Any] | None:
+    """The start-up line, its parsed report and the job's result of a `--test_input` run; None (and the
+    worker's last output on stderr) when it failed."""
+    output = proc.stdout + proc.stderr
+    started = next((line for line in output.splitlines() if STARTED_PREFIX in line), None)
+    result_line = next((line for line in proc.stdout.splitlines() if line.startswith(RESULT_PREFIX)), None)
+    if proc.returncode != 0 or started is None or result_line is None:
+        print(f"\nthe worker failed (exit status {proc.returncode}); its last output:", file=sys.stderr)
+        print("\n".join(output.splitlines()[-40:]), file=sys.stderr)
+        return None
+    return started, StartupReport.parse(started), json.loads(result_line[len(RESULT_PREFIX) :])
 
 
 if __name__ == "__main__":

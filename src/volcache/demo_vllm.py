@@ -19,10 +19,9 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from .demo import worker_environment
+from .demo import worker_environment, worker_outcome
 from .testing.hub import HubEmulator, mirror_root_with
 from .testing.models import build_tiny_causal_lm
-from .worker._startup import RESULT_PREFIX, STARTED_PREFIX, StartupReport
 
 MODEL = "volcache-demo/tiny-llama"
 JOB = {
@@ -54,15 +53,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"          python {' '.join(shlex.quote(c) for c in command[1:])}")
             proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=args.timeout)
             requests = hub.stats.requests
-    output = proc.stdout + proc.stderr
-    started = next((line for line in output.splitlines() if STARTED_PREFIX in line), None)
-    result_line = next((line for line in proc.stdout.splitlines() if line.startswith(RESULT_PREFIX)), None)
-    if proc.returncode != 0 or started is None or result_line is None:
-        print(f"\nthe worker failed (exit status {proc.returncode}); its last output:", file=sys.stderr)
-        print("\n".join(output.splitlines()[-40:]), file=sys.stderr)
+    outcome = worker_outcome(proc)
+    if outcome is None:
         return 1
-    report = StartupReport.parse(started)
-    result = json.loads(result_line[len(RESULT_PREFIX) :])
+    _, report, result = outcome
     if not isinstance(result, dict) or result.get("object") != "chat.completion":
         print(f"\nthe worker answered, but not with a chat completion: {result}", file=sys.stderr)
         return 1
@@ -72,7 +66,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"  answer:  {choice['message']['content']!r} (finish_reason={choice['finish_reason']})")
     print(f"  usage:   {result['usage']}")
     print(f"  emulator: {requests} requests")
-    reused = [line for line in output.splitlines() if "compile cache" in line or "from the cache" in line]
+    reused = [
+        line for line in (proc.stdout + proc.stderr).splitlines() if "compile cache" in line or "from the cache" in line
+    ]
     for line in reused[:3]:
         print(f"  log:     {line.strip()[:160]}")
     if requests == 0:
