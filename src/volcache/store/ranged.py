@@ -1,0 +1,245 @@
+"""Several streams per large file: ranged GETs, each written in place into one staged file.
+
+A server that caps each stream (a mirror, a CDN, the emulator's `Faults.bandwidth`) would bound
+the first start by one stream's rate; split into parts fetched at once, a file arrives at what
+the link carries. Used for files served over plain HTTP by servers that answer `Range` (the
+Hub's LFS CDN, mirrors, the emulator); files the Hub stores with Xet go through huggingface_hub
+and `hf_xet`, which split them themselves (`hub.HubClient`).
+
+No answer chooses where a byte goes (I8): the caller names the file (after the listing), and
+each stream writes only the span it asked for, at offsets computed here, stopping at the span's
+end whatever the server sends. The caller verifies the whole file against the listing before it
+becomes a blob, so a server that sends other bytes costs a retry, never a wrong file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import math
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from .._errors import HostileAnswer
+from .._settings import format_bytes
+
+log = logging.getLogger("volcache.hub")
+
+# A stream that fails this many times in a row without a byte of progress gives up (the whole
+# file is then retried by the caller). A stream that makes progress resumes where it stopped.
+STREAM_ATTEMPTS = 5
+READ_CHUNK = 1024 * 1024
+PROGRESS_EVERY = 10.0  # seconds between progress lines for one file
+
+
+class RangesRefused(Exception):
+    """The server answered a `Range` request with the whole file: fetch it on one stream instead."""
+
+
+class _ShortBody(Exception):
+    """The server ended an answer before the span was complete (resumed from where it stopped)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    """Where one file's bytes come from: the URL after the Hub's redirect, and the headers to send."""
+
+    url: str
+    headers: Mapping[str, str]
+
+
+def spans(size: int, streams: int, part: int) -> list[tuple[int, int]]:
+    """The (first, last) byte spans a file of `size` bytes is fetched in, in order.
+
+    Parts are at least `part` bytes, and small enough that `streams` streams share the file in
+    about four parts each, so a stream that runs slow holds up only a small part at the end.
+    """
+    if size <= 0:
+        return []
+    length = max(part, math.ceil(size / (max(1, streams) * 4)))
+    return [(first, min(size, first + length) - 1) for first in range(0, size, length)]
+
+
+def download(
+    source: Source,
+    dest: Path,
+    size: int,
+    *,
+    streams: int,
+    part: int,
+    label: str,
+    stop: Callable[[], None] | None = None,
+) -> None:
+    """Fetch `size` bytes from `source` into the new file `dest` on up to `streams` streams at once.
+
+    Raises `RangesRefused` (before writing a byte) when the server ignores `Range`; a transport
+    error that `STREAM_ATTEMPTS` resumes could not get past, or the server's own HTTP error,
+    after stopping every stream. `stop()` is called between chunks and may raise to abort.
+    """
+    todo = spans(size, streams, part)
+    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        os.ftruncate(fd, size)
+        _Transfer(source, fd, size, label, stop).run(todo, min(streams, len(todo)))
+    finally:
+        os.close(fd)
+
+
+class _Transfer:
+    """One file's streams: the first span proves the server honours `Range`; the others wait for it."""
+
+    def __init__(self, source: Source, fd: int, size: int, label: str, stop: Callable[[], None] | None) -> None:
+        self.source, self.fd, self.size, self.label, self.stop_check = source, fd, size, label, stop
+        self.ranges_ok = threading.Event()
+        self.failed = threading.Event()
+        self.lock = threading.Lock()
+        self.pending: list[tuple[int, int]] = []
+        self.done = 0
+        self.error: BaseException | None = None
+
+    def run(self, todo: list[tuple[int, int]], streams: int) -> None:
+        self.pending = list(reversed(todo[1:]))  # popped from the end: in file order
+        first = todo[0]
+        threads = [
+            threading.Thread(target=self._stream, args=(first if i == 0 else None,), daemon=True)
+            for i in range(streams)
+        ]
+        began = last_log = time.monotonic()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            while thread.is_alive():
+                thread.join(timeout=1.0)
+                now = time.monotonic()
+                if now - last_log >= PROGRESS_EVERY and not self.failed.is_set():
+                    last_log = now
+                    with self.lock:
+                        done = self.done
+                    rate = done / max(now - began, 1e-9)
+                    log.info(
+                        "volcache: %s: %s of %s (%.0f MB/s on %d streams)",
+                        self.label,
+                        format_bytes(done),
+                        format_bytes(self.size),
+                        rate / 1e6,
+                        streams,
+                    )
+        if self.error is not None:
+            raise self.error
+        if self.done != self.size:  # every span ran to its end, so this is a bug, not an answer
+            raise AssertionError(f"{self.label}: {self.done} of {self.size} bytes fetched")
+
+    def _next(self) -> tuple[int, int] | None:
+        with self.lock:
+            return self.pending.pop() if self.pending else None
+
+    def _stream(self, first_span: tuple[int, int] | None) -> None:
+        try:
+            if first_span is None:
+                while not self.ranges_ok.wait(0.05):
+                    if self.failed.is_set():
+                        return
+            span = first_span or self._next()
+            while span is not None and not self.failed.is_set():
+                self._fetch(*span)
+                span = self._next()
+        except BaseException as exc:
+            with self.lock:
+                if self.error is None:
+                    self.error = exc
+            self.failed.set()
+        finally:
+            if first_span is not None and not self.ranges_ok.is_set():
+                self.failed.set()  # the first span failed before its answer: the others give up too
+
+    def _fetch(self, first: int, last: int) -> None:
+        """Bytes `first..last` (inclusive), resumed after a cut from the last byte written."""
+        from huggingface_hub import get_session, hf_raise_for_status
+        from huggingface_hub.constants import HF_HUB_DOWNLOAD_TIMEOUT
+
+        resumable: tuple[type[Exception], ...] = (_ShortBody, *_transport_errors())
+        pos, failures = first, 0
+        while pos <= last:
+            if self.failed.is_set():
+                return
+            headers = {**self.source.headers, "Range": f"bytes={pos}-{last}"}
+            progress = pos
+            try:
+                with get_session().stream(
+                    "GET", self.source.url, headers=headers, follow_redirects=True, timeout=HF_HUB_DOWNLOAD_TIMEOUT
+                ) as response:
+                    if response.status_code == 200:
+                        raise RangesRefused(f"{self.source.url} answered a Range request with the whole file")
+                    hf_raise_for_status(response)
+                    self._check_span(response, pos, last)
+                    self.ranges_ok.set()
+                    pos = self._write_body(response, pos, last)
+                if pos <= last:
+                    raise _ShortBody(f"the answer ended at byte {pos} of {last + 1}")
+            except resumable as exc:
+                failures = 0 if pos > progress else failures + 1
+                if failures >= STREAM_ATTEMPTS:
+                    raise
+                log.debug("volcache: %s: stream cut at byte %d (%s); resuming", self.label, pos, exc)
+                time.sleep(min(4.0, 0.25 * 2**failures))
+
+    def _check_span(self, response: Any, first: int, last: int) -> None:
+        expected = f"bytes {first}-{last}/{self.size}"
+        got = response.headers.get("Content-Range")
+        if response.status_code != 206 or got != expected:
+            raise HostileAnswer(
+                f"{self.label}: asked for bytes {first}-{last} and got HTTP {response.status_code} "
+                f"with Content-Range {got!r}, not {expected!r}; refusing the download."
+            )
+
+    def _write_body(self, response: Any, pos: int, last: int) -> int:
+        """Write the answer's bytes from `pos` on, never past `last`; return the next position."""
+        for chunk in response.iter_bytes(READ_CHUNK):
+            if self.failed.is_set():
+                return pos
+            if self.stop_check is not None:
+                self.stop_check()
+            if len(chunk) > last + 1 - pos:
+                raise HostileAnswer(f"{self.label}: the server sent more bytes than the range it was asked for.")
+            view = memoryview(chunk)
+            while view:
+                written = os.pwrite(self.fd, view, pos)
+                view, pos = view[written:], pos + written
+                with self.lock:
+                    self.done += written
+        return pos
+
+
+def _transport_errors() -> tuple[type[Exception], ...]:
+    """The HTTP client's transport errors (huggingface_hub moved from httpx to httpx2)."""
+    errors: list[type[Exception]] = []
+    for name in ("httpx2", "httpx"):
+        with contextlib.suppress(ImportError):
+            module = __import__(name)
+            errors.append(module.TransportError)
+    return tuple(errors)
+
+
+def same_host(a: str, b: str) -> bool:
+    """Whether two URLs name the same host (the token is sent only there, never to a CDN)."""
+    from urllib.parse import urlsplit
+
+    return urlsplit(a).netloc.lower() == urlsplit(b).netloc.lower()
+
+
+def headers_for(url: str, location: str, token: str | None) -> dict[str, str]:
+    """The headers of a ranged GET to `location`, reached from `url`: the Hub's, without the token off-host."""
+    from huggingface_hub.utils._headers import build_hf_headers
+
+    headers = {
+        name: value
+        for name, value in build_hf_headers(token=token).items()
+        if name.lower() != "authorization" or same_host(url, location)
+    }
+    headers["Accept-Encoding"] = "identity"  # the byte offsets are the file's, never a compressed stream's
+    return headers
