@@ -101,8 +101,8 @@ class Faults:
     """Misbehaviour to inject; change the fields (or replace the object) while the server runs.
 
     File faults (`cut_after`, `corrupt`, `bandwidth`, `total_bandwidth`, `ignore_range`) act on
-    ``GET .../resolve/...`` bodies. With `only` set, every fault acts only on ``resolve`` requests whose file path matches it (as
-    ``path`` or ``org/name/path``); other requests are served normally.
+    ``GET .../resolve/...`` bodies. With `only` set, every fault acts only on ``resolve`` requests
+    whose file path matches it (as ``path`` or ``org/name/path``); other requests are served normally.
     """
 
     delay: float = 0.0  # seconds before each response
