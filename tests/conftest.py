@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -104,3 +105,27 @@ def trial_log(request: pytest.FixtureRequest) -> TrialLog:
     from tests.faults._support import TrialLog
 
     return TrialLog(request.node.nodeid)
+
+
+class _FastTime:
+    """`time` for the retry loops only: back-offs 20x shorter (the emulator's delays stay real)."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+    @staticmethod
+    def sleep(seconds: float) -> None:
+        time.sleep(min(seconds / 20, 0.5))
+
+
+@pytest.fixture
+def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Shorten the retry back-offs of the store and of huggingface_hub, in this process."""
+    import huggingface_hub.file_download
+    import huggingface_hub.utils._http
+
+    from volcache.store import hub as _hub
+    from volcache.store import ranged as _ranged
+
+    for module in (_hub, _ranged, huggingface_hub.file_download, huggingface_hub.utils._http):
+        monkeypatch.setattr(module, "time", _FastTime())

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -58,26 +56,3 @@ def sharded_hub(sharded_root: Path) -> Iterator[HubEmulator]:
 
     with HubEmulator(sharded_root, faults=Faults(bandwidth=BANDWIDTH)) as emulator:
         yield emulator
-
-
-class _FastTime:
-    """`time` for the retry loops only: back-offs 20x shorter (the emulator's delays stay real)."""
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(time, name)
-
-    @staticmethod
-    def sleep(seconds: float) -> None:
-        time.sleep(min(seconds / 20, 0.5))
-
-
-@pytest.fixture
-def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Shorten the retry back-offs of the store and of huggingface_hub, in this process."""
-    import huggingface_hub.file_download
-    import huggingface_hub.utils._http
-
-    from volcache.store import hub as _hub
-
-    for module in (_hub, huggingface_hub.file_download, huggingface_hub.utils._http):
-        monkeypatch.setattr(module, "time", _FastTime())

@@ -87,19 +87,21 @@ HEALING: dict[str, tuple[Faults, Callable[[dict[str, Any]], bool] | None]] = {
 }
 
 
+@pytest.mark.parametrize("streams", ["one stream", "several streams"])
 @pytest.mark.parametrize("name", list(HEALING))
 def test_faults_that_heal_are_survived(
-    name: str, tmp_path: Path, hub: HubEmulator, tiny: Expected, trial_log: TrialLog, fast_retries: None
+    name: str, streams: str, tmp_path: Path, hub: HubEmulator, tiny: Expected, trial_log: TrialLog, fast_retries: None
 ) -> None:
     faults, struck = HEALING[name]
     for r in range(rounds()):  # the healing races the client's retries: repeat it
-        with trial_log.trial(f"flaky Hub: {name}") as trial:
+        with trial_log.trial(f"flaky Hub: {name}, {streams}") as trial:
             volume = tmp_path / f"volume-{r}"
             hub.reset_stats()
             hub.faults = dataclasses.replace(faults)  # a new object re-arms fail_first
             watcher = _heal_when(hub, struck) if struck is not None else None
             start = time.monotonic()
-            resolution = _store(volume, hub).resolve(TINY)
+            part = {"VOLCACHE_DOWNLOAD_PART": "64KiB"} if streams == "several streams" else {}
+            resolution = ModelStore(make_settings(volume, HF_ENDPOINT=hub.url, **part)).resolve(TINY)
             trial.seconds = time.monotonic() - start
             if watcher is not None:
                 watcher.join()

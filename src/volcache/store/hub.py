@@ -260,7 +260,8 @@ class HubClient:
 
         s = self.settings
         url = hf_hub_url(model, f.path, revision=commit, endpoint=s.endpoint)
-        meta = get_hf_file_metadata(url, token=s.hf_token, endpoint=s.endpoint)  # the HEAD, under the guard
+        # The HEAD, under the answer guard; retried on 429, 5xx and time-outs as huggingface_hub's own.
+        meta = get_hf_file_metadata(url, token=s.hf_token, endpoint=s.endpoint, retry_on_errors=True)
         if meta.xet_file_data is not None or meta.commit_hash is None or meta.etag is None:
             return None
         dest = staging / RANGED_NAME

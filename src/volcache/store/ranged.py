@@ -33,7 +33,7 @@ log = logging.getLogger("volcache.hub")
 # A stream that fails this many times in a row without a byte of progress gives up (the whole
 # file is then retried by the caller). A stream that makes progress resumes where it stopped.
 STREAM_ATTEMPTS = 5
-READ_CHUNK = 1024 * 1024
+RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})  # answers a stream waits out, like a cut
 PROGRESS_EVERY = 10.0  # seconds between progress lines for one file
 
 
@@ -42,7 +42,7 @@ class RangesRefused(Exception):
 
 
 class _ShortBody(Exception):
-    """The server ended an answer before the span was complete (resumed from where it stopped)."""
+    """An answer ended before its span did, or was a transient error: resumed from the last byte written."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,29 +163,32 @@ class _Transfer:
         from huggingface_hub.constants import HF_HUB_DOWNLOAD_TIMEOUT
 
         resumable: tuple[type[Exception], ...] = (_ShortBody, *_transport_errors())
-        pos, failures = first, 0
-        while pos <= last:
+        cursor = _Cursor(first)
+        failures = 0
+        while cursor.pos <= last:
             if self.failed.is_set():
                 return
-            headers = {**self.source.headers, "Range": f"bytes={pos}-{last}"}
-            progress = pos
+            headers = {**self.source.headers, "Range": f"bytes={cursor.pos}-{last}"}
+            began = cursor.pos
             try:
                 with get_session().stream(
                     "GET", self.source.url, headers=headers, follow_redirects=True, timeout=HF_HUB_DOWNLOAD_TIMEOUT
                 ) as response:
                     if response.status_code == 200:
                         raise RangesRefused(f"{self.source.url} answered a Range request with the whole file")
+                    if response.status_code in RETRY_STATUS:
+                        raise _ShortBody(f"HTTP {response.status_code} from {self.source.url}")
                     hf_raise_for_status(response)
-                    self._check_span(response, pos, last)
+                    self._check_span(response, cursor.pos, last)
                     self.ranges_ok.set()
-                    pos = self._write_body(response, pos, last)
-                if pos <= last:
-                    raise _ShortBody(f"the answer ended at byte {pos} of {last + 1}")
+                    self._write_body(response, cursor, last)
+                if cursor.pos <= last and not self.failed.is_set():
+                    raise _ShortBody(f"the answer ended at byte {cursor.pos} of {last + 1}")
             except resumable as exc:
-                failures = 0 if pos > progress else failures + 1
+                failures = 0 if cursor.pos > began else failures + 1
                 if failures >= STREAM_ATTEMPTS:
                     raise
-                log.debug("volcache: %s: stream cut at byte %d (%s); resuming", self.label, pos, exc)
+                log.debug("volcache: %s: stream cut at byte %d (%s); resuming", self.label, cursor.pos, exc)
                 time.sleep(min(4.0, 0.25 * 2**failures))
 
     def _check_span(self, response: Any, first: int, last: int) -> None:
@@ -197,22 +200,28 @@ class _Transfer:
                 f"with Content-Range {got!r}, not {expected!r}; refusing the download."
             )
 
-    def _write_body(self, response: Any, pos: int, last: int) -> int:
-        """Write the answer's bytes from `pos` on, never past `last`; return the next position."""
-        for chunk in response.iter_bytes(READ_CHUNK):
+    def _write_body(self, response: Any, cursor: _Cursor, last: int) -> None:
+        """Write the answer's bytes at `cursor` on, never past `last`, moving the cursor as they land."""
+        for chunk in response.iter_bytes():  # as received: a cut keeps every byte that arrived
             if self.failed.is_set():
-                return pos
+                return
             if self.stop_check is not None:
                 self.stop_check()
-            if len(chunk) > last + 1 - pos:
+            if len(chunk) > last + 1 - cursor.pos:
                 raise HostileAnswer(f"{self.label}: the server sent more bytes than the range it was asked for.")
             view = memoryview(chunk)
             while view:
-                written = os.pwrite(self.fd, view, pos)
-                view, pos = view[written:], pos + written
+                written = os.pwrite(self.fd, view, cursor.pos)
+                view, cursor.pos = view[written:], cursor.pos + written
                 with self.lock:
                     self.done += written
-        return pos
+
+
+@dataclasses.dataclass
+class _Cursor:
+    """The next byte one stream writes; kept when an answer is cut, so the retry resumes there."""
+
+    pos: int
 
 
 def _transport_errors() -> tuple[type[Exception], ...]:
