@@ -79,7 +79,7 @@ def test_a_large_file_comes_on_several_streams_at_once_each_byte_once(
     gets = _weight_gets(big_hub)
     assert len(gets) > 4 and {status for *_, status in gets} == {206}, gets
     # 4 streams of the weights at once (config.json may overlap them: a fifth)
-    assert big_hub.stats.most_streams >= 4, "the parts must be fetched at once, on the streams asked for"
+    assert 4 <= big_hub.stats.most_streams <= 5, "the parts must be fetched at once, on the streams asked for"
     assert big_hub.stats.bytes_per_file[f"{BIG}/model.safetensors"] == SIZE, "each byte must be served once"
 
 
