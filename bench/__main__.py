@@ -9,9 +9,9 @@
 Sections (each a module of this package): `disk` (weight bytes on all disks ÷ model bytes),
 `cold_start` (process start → first result, beside the seed and plain transformers and the
 floor), `netfs` (load strategies on a simulated network volume, a FUSE mount), `gpu` (the same
-loads onto a CUDA device; skipped without one), `scale` (N workers
-on an empty volume: Hub bytes and wall time), `images` (a diffusers pipeline: process start →
-first image, `auto` vs `mmap`). Each writes `<section>.md`, `<section>.json` and
+loads onto a CUDA device; skipped without one), `scale` (N workers on an empty volume: Hub
+bytes and wall time; one worker's first download beside `hf download`), `images` (a diffusers
+pipeline: process start → first image, `auto` vs `mmap`). Each writes `<section>.md`, `<section>.json` and
 a PNG plot to the output folder; `summary.md` gathers the tables. `vllm` (tokens/s of the vLLM
 engine against the transformers engine at 1, 8 and 32 requests at once) and `vllm_netfs` (vLLM's
 weight load on the simulated network volume, its strategies against volcache's prefetch) need `.venv-vllm`.
@@ -61,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, help="rounds per measurement (default 3, 1 with --quick)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where tables and plots go (bench/results)")
     parser.add_argument("--hub-bandwidth", type=float, default=100e6, help="bytes/s per Hub download stream")
+    parser.add_argument(
+        "--hub-link", type=float, default=400e6, help="bytes/s of all Hub streams together (first download)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary folders")
     parser.add_argument("--render", action="store_true", help="rewrite tables and plots from the JSON in --out")
     args = parser.parse_args(argv)
@@ -69,7 +72,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown section {', '.join(unknown)}; choose from {', '.join(SECTIONS)}")
     names = [n for n in SECTIONS if n in args.sections] if args.sections else list(SECTIONS)
     repeats = args.repeats or (1 if args.quick else 3)
-    opts = Options(quick=args.quick, repeats=repeats, out=args.out, keep=args.keep, hub_bandwidth=args.hub_bandwidth)
+    opts = Options(
+        quick=args.quick,
+        repeats=repeats,
+        out=args.out,
+        keep=args.keep,
+        hub_bandwidth=args.hub_bandwidth,
+        hub_link=args.hub_link,
+    )
     began = time.perf_counter()
     for name in names:
         print(f"bench: {name} ...", file=sys.stderr, flush=True)

@@ -41,6 +41,7 @@ class Options:
     out: Path = RESULTS
     keep: bool = False  # keep the temporary folders (for debugging)
     hub_bandwidth: float = 100e6  # bytes/s per download stream from the Hub emulator
+    hub_link: float = 400e6  # bytes/s for all the emulator's streams together (the first-download table)
 
     def workdir(self, name: str) -> contextlib.AbstractContextManager[str]:
         if self.keep:
