@@ -114,7 +114,7 @@ def test_cut_streams_resume_where_they_stopped(volume: Path, big_hub: HubEmulato
 def test_corrupt_bytes_are_refused_and_nothing_is_kept(
     volume: Path, big_hub: HubEmulator, tmp_path: Path, fast_retries: None
 ) -> None:
-    big_hub.faults = Faults(corrupt=True)
+    big_hub.faults = Faults(corrupt=True, only="*.safetensors")
     store = _store(volume, big_hub)
     with pytest.raises(IntegrityError, match=r"model\.safetensors"):
         store.resolve(BIG)
