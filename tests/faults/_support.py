@@ -122,7 +122,10 @@ def weight_bytes(volume: Path) -> int:
 
 
 def incomplete_files(volume: Path) -> list[Path]:
-    return sorted(p for p in volume.rglob("*.incomplete"))
+    """Partial downloads: huggingface_hub's `.incomplete` files and volcache's multi-stream staged files."""
+    from volcache.store.hub import RANGED_NAME
+
+    return sorted(p for p in volume.rglob("*") if p.name.endswith(".incomplete") or p.name == RANGED_NAME)
 
 
 def ls_json(volume: Path, **env: str) -> list[dict[str, Any]]:
