@@ -21,7 +21,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -73,19 +73,18 @@ def download(
     streams: int,
     part: int,
     label: str,
-    stop: Callable[[], None] | None = None,
 ) -> None:
     """Fetch `size` bytes from `source` into the new file `dest` on up to `streams` streams at once.
 
     Raises `RangesRefused` (before writing a byte) when the server ignores `Range`; a transport
     error that `STREAM_ATTEMPTS` resumes could not get past, or the server's own HTTP error,
-    after stopping every stream. `stop()` is called between chunks and may raise to abort.
+    after stopping every stream.
     """
     todo = spans(size, streams, part)
     fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
         os.ftruncate(fd, size)
-        _Transfer(source, fd, size, label, stop).run(todo, min(streams, len(todo)))
+        _Transfer(source, fd, size, label).run(todo, min(streams, len(todo)))
     finally:
         os.close(fd)
 
@@ -93,8 +92,8 @@ def download(
 class _Transfer:
     """One file's streams: the first span proves the server honours `Range`; the others wait for it."""
 
-    def __init__(self, source: Source, fd: int, size: int, label: str, stop: Callable[[], None] | None) -> None:
-        self.source, self.fd, self.size, self.label, self.stop_check = source, fd, size, label, stop
+    def __init__(self, source: Source, fd: int, size: int, label: str) -> None:
+        self.source, self.fd, self.size, self.label = source, fd, size, label
         self.ranges_ok = threading.Event()
         self.failed = threading.Event()
         self.lock = threading.Lock()
@@ -105,13 +104,28 @@ class _Transfer:
     def run(self, todo: list[tuple[int, int]], streams: int) -> None:
         self.pending = list(reversed(todo[1:]))  # popped from the end: in file order
         first = todo[0]
+        # Each stream writes through its own descriptor, duplicated here and closed by the stream:
+        # should the caller close the file while a stream still runs (an interrupt), the number
+        # can never come to mean another file.
         threads = [
-            threading.Thread(target=self._stream, args=(first if i == 0 else None,), daemon=True)
+            threading.Thread(target=self._stream, args=(os.dup(self.fd), first if i == 0 else None), daemon=True)
             for i in range(streams)
         ]
-        began = last_log = time.monotonic()
         for thread in threads:
             thread.start()
+        try:
+            self._wait(threads, streams)
+        except BaseException:
+            self.failed.set()  # an interrupt: every stream stops at its next chunk
+            raise
+        if self.error is not None:
+            raise self.error
+        if self.done != self.size:  # every span ran to its end, so this is a bug, not an answer
+            raise AssertionError(f"{self.label}: {self.done} of {self.size} bytes fetched")
+
+    def _wait(self, threads: list[threading.Thread], streams: int) -> None:
+        """Join the streams, with a progress line every `PROGRESS_EVERY` seconds."""
+        began = last_log = time.monotonic()
         for thread in threads:
             while thread.is_alive():
                 thread.join(timeout=1.0)
@@ -129,16 +143,12 @@ class _Transfer:
                         rate / 1e6,
                         streams,
                     )
-        if self.error is not None:
-            raise self.error
-        if self.done != self.size:  # every span ran to its end, so this is a bug, not an answer
-            raise AssertionError(f"{self.label}: {self.done} of {self.size} bytes fetched")
 
     def _next(self) -> tuple[int, int] | None:
         with self.lock:
             return self.pending.pop() if self.pending else None
 
-    def _stream(self, first_span: tuple[int, int] | None) -> None:
+    def _stream(self, fd: int, first_span: tuple[int, int] | None) -> None:
         try:
             if first_span is None:
                 while not self.ranges_ok.wait(0.05):
@@ -146,7 +156,7 @@ class _Transfer:
                         return
             span = first_span or self._next()
             while span is not None and not self.failed.is_set():
-                self._fetch(*span)
+                self._fetch(fd, *span)
                 span = self._next()
         except BaseException as exc:
             with self.lock:
@@ -154,10 +164,11 @@ class _Transfer:
                     self.error = exc
             self.failed.set()
         finally:
+            os.close(fd)
             if first_span is not None and not self.ranges_ok.is_set():
                 self.failed.set()  # the first span failed before its answer: the others give up too
 
-    def _fetch(self, first: int, last: int) -> None:
+    def _fetch(self, fd: int, first: int, last: int) -> None:
         """Bytes `first..last` (inclusive), resumed after a cut from the last byte written."""
         from huggingface_hub import get_session, hf_raise_for_status
         from huggingface_hub.constants import HF_HUB_DOWNLOAD_TIMEOUT
@@ -181,7 +192,7 @@ class _Transfer:
                     hf_raise_for_status(response)
                     self._check_span(response, cursor.pos, last)
                     self.ranges_ok.set()
-                    self._write_body(response, cursor, last)
+                    self._write_body(response, fd, cursor, last)
                 if cursor.pos <= last and not self.failed.is_set():
                     raise _ShortBody(f"the answer ended at byte {cursor.pos} of {last + 1}")
             except resumable as exc:
@@ -200,18 +211,16 @@ class _Transfer:
                 f"with Content-Range {got!r}, not {expected!r}; refusing the download."
             )
 
-    def _write_body(self, response: Any, cursor: _Cursor, last: int) -> None:
+    def _write_body(self, response: Any, fd: int, cursor: _Cursor, last: int) -> None:
         """Write the answer's bytes at `cursor` on, never past `last`, moving the cursor as they land."""
         for chunk in response.iter_bytes():  # as received: a cut keeps every byte that arrived
             if self.failed.is_set():
                 return
-            if self.stop_check is not None:
-                self.stop_check()
             if len(chunk) > last + 1 - cursor.pos:
                 raise HostileAnswer(f"{self.label}: the server sent more bytes than the range it was asked for.")
             view = memoryview(chunk)
             while view:
-                written = os.pwrite(self.fd, view, cursor.pos)
+                written = os.pwrite(fd, view, cursor.pos)
                 view, cursor.pos = view[written:], cursor.pos + written
                 with self.lock:
                     self.done += written

@@ -920,6 +920,9 @@ def mirror_root_with(tmp: str | Path, repos: Mapping[str, str | Path]) -> Path:
     return root
 
 
+_RANDOM_CHUNK = 64 * 1024 * 1024
+
+
 def write_random_repo(path: str | Path, files: Mapping[str, int], seed: int = 0) -> Path:
     """Write files of the given sizes with deterministic random bytes, plus a small config.json.
 
@@ -930,7 +933,10 @@ def write_random_repo(path: str | Path, files: Mapping[str, int], seed: int = 0)
     for name, size in files.items():
         target = folder / name
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(random.Random(f"{seed}:{name}").randbytes(size))
+        rng = random.Random(f"{seed}:{name}")
+        with open(target, "wb") as f:
+            for offset in range(0, size, _RANDOM_CHUNK):  # randbytes takes at most 2**28 bytes at once
+                f.write(rng.randbytes(min(_RANDOM_CHUNK, size - offset)))
     if "config.json" not in files:
         config = {"model_type": "volcache-random", "seed": seed, "files": dict(sorted(files.items()))}
         (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
