@@ -636,6 +636,12 @@ class _Handler(BaseHTTPRequestHandler):
                     break
                 if faults.corrupt:
                     data = _flip(data, first + sent)
+                # The caps hold a chunk back until its time has come, then send it: a stream
+                # ends with its last byte, so the client's next request never overlaps it.
+                if faults.bandwidth:
+                    time.sleep(max(0.0, began + (sent + len(data)) / faults.bandwidth - time.monotonic()))
+                if faults.total_bandwidth:
+                    emulator._pace(len(data), faults.total_bandwidth)
                 emulator.stats._add_bytes(key, len(data))
                 if sent + len(data) >= limit:
                     emulator._flush_stats()
@@ -645,10 +651,6 @@ class _Handler(BaseHTTPRequestHandler):
                     emulator.stats._add_bytes(key, -len(data))
                     raise
                 sent += len(data)
-                if faults.bandwidth:
-                    time.sleep(max(0.0, began + sent / faults.bandwidth - time.monotonic()))
-                if faults.total_bandwidth:
-                    emulator._pace(len(data), faults.total_bandwidth)
         if sent < length:  # cut on purpose: the client sees fewer bytes than Content-Length
             self.close_connection = True
 
