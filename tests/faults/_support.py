@@ -125,7 +125,10 @@ def incomplete_files(volume: Path) -> list[Path]:
     """Partial downloads: huggingface_hub's `.incomplete` files and volcache's multi-stream staged files."""
     from volcache.store.hub import RANGED_NAME
 
-    return sorted(p for p in volume.rglob("*") if p.name.endswith(".incomplete") or p.name == RANGED_NAME)
+    found = []
+    for folder, _, names in os.walk(volume):  # folders that vanish meanwhile (a staging folder) are skipped
+        found += [Path(folder, n) for n in names if n.endswith(".incomplete") or n == RANGED_NAME]
+    return sorted(found)
 
 
 def ls_json(volume: Path, **env: str) -> list[dict[str, Any]]:

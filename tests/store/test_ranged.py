@@ -231,3 +231,48 @@ def test_bad_stream_settings_are_one_clear_error(volume: Path, env: dict[str, st
 def test_the_defaults(volume: Path) -> None:
     s: Settings = make_settings(volume)
     assert (s.download_streams, s.download_part) == (8, 8 * 1024**2)
+
+
+def test_the_hash_follows_the_parts_in_order_whatever_order_they_land(big_hub: HubEmulator, tmp_path: Path) -> None:
+    big_hub.faults = Faults(cut_after=70_000, bandwidth=3_000_000)  # parts finish out of order, resumed
+    url = f"{big_hub.url}/{BIG}/resolve/{big_hub.commit_sha(BIG)}/model.safetensors"
+    hasher = hashlib.sha256()
+    ranged.download(
+        ranged.Source(url, {}), tmp_path / "staged", SIZE, streams=6, part=100_000, label="f", hasher=hasher
+    )
+    assert hasher.hexdigest() == _source_sha256(tmp_path)
+
+
+def test_a_redirect_to_another_host_drops_the_token(liar: Callable[[Answer], str], tmp_path: Path) -> None:
+    seen: list[str | None] = []
+
+    class Recorder(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            seen.append(self.headers.get("Authorization"))
+            first, last = (int(n) for n in self.headers["Range"].removeprefix("bytes=").split("-"))
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {first}-{last}/1000")
+            self.send_header("Content-Length", str(last - first + 1))
+            self.end_headers()
+            self.wfile.write(b"x" * (last - first + 1))
+
+    cdn = http.server.ThreadingHTTPServer(("localhost", 0), Recorder)  # "localhost", not 127.0.0.1: another host
+    threading.Thread(target=cdn.serve_forever, args=(0.05,), daemon=True).start()
+    try:
+        target = f"http://localhost:{cdn.server_address[1]}/blob"
+        url = liar(lambda a, b: (302, {"Location": target}, b""))
+        hasher = hashlib.sha256()
+        headers = {"Authorization": "Bearer hf_secret"}
+        ranged.download(
+            ranged.Source(url, headers), tmp_path / "staged", 1000, streams=2, part=100, label="f", hasher=hasher
+        )
+    finally:
+        cdn.shutdown()
+        cdn.server_close()
+    assert seen and set(seen) == {None}, f"the token reached another host: {seen}"
+    assert hasher.hexdigest() == hashlib.sha256(b"x" * 1000).hexdigest()

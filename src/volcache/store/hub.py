@@ -38,7 +38,7 @@ from .._errors import (
 )
 from .._settings import StoreSettings
 from . import ranged
-from .integrity import check_file, git_blob_header
+from .integrity import check_file, digest_problem, git_blob_header, hasher_for
 from .layout import STAGING_PREFIX, RepoFolder
 from .selection import MAX_DECIDING_BYTES, RemoteFile, check_commit, check_listing
 
@@ -216,12 +216,14 @@ class HubClient:
     def _fetch_once(self, repo: RepoFolder, model: str, commit: str, f: RemoteFile) -> Path:
         s = self.settings
         with staging_folder(repo) as staging, expect_answer(model, commit, f):
-            path = None
+            path, problem = None, None
             if s.download_streams > 1 and f.size > s.download_part:
-                path = self._fetch_ranged(staging, model, commit, f)
+                ranged_download = self._fetch_ranged(staging, model, commit, f)
+                if ranged_download is not None:
+                    path, problem = ranged_download
             if path is None:
                 path = self._fetch_whole(staging, model, commit, f)
-            problem = check_file(path, f)
+                problem = check_file(path, f)
             if problem is not None:
                 raise IntegrityError(f"{f.path} of {model}@{commit[:8]}: {problem}; the file was removed.", model=model)
             blob = repo.blob(f.oid)
@@ -250,11 +252,13 @@ class HubClient:
             raise HostileAnswer(f"{f.path} of {model} was written to {path}, not {expected}; refusing.", model=model)
         return path
 
-    def _fetch_ranged(self, staging: Path, model: str, commit: str, f: RemoteFile) -> Path | None:
-        """`f` on several streams into `staging/.volcache-ranged`; None where one stream must do.
+    def _fetch_ranged(self, staging: Path, model: str, commit: str, f: RemoteFile) -> tuple[Path, str | None] | None:
+        """`f` on several streams into `staging/.volcache-ranged`, and what is wrong with it (None: verified).
 
-        One stream: a file the Hub stores with Xet (hf_xet splits it itself), a server that
-        ignores `Range`, an answer without the metadata huggingface_hub insists on.
+        Hashed in order while the parts land (`ranged.download`), so the check costs no pass of its
+        own. None where one stream must do: a file the Hub stores with Xet (hf_xet splits it
+        itself), a server that ignores `Range`, an answer without the metadata huggingface_hub
+        insists on.
         """
         from huggingface_hub import get_hf_file_metadata, hf_hub_url
 
@@ -267,13 +271,18 @@ class HubClient:
         dest = staging / RANGED_NAME
         source = ranged.Source(meta.location, ranged.headers_for(url, meta.location, s.hf_token))
         label = f"{f.path} of {model}"
+        hasher = hasher_for(f)
         try:
-            ranged.download(source, dest, f.size, streams=s.download_streams, part=s.download_part, label=label)
+            ranged.download(
+                source, dest, f.size, streams=s.download_streams, part=s.download_part, label=label, hasher=hasher
+            )
         except ranged.RangesRefused:
             log.info("volcache: %s: the server ignores Range requests; downloading on one stream", label)
             dest.unlink(missing_ok=True)
             return None
-        return dest
+        if hasher is None:
+            return dest, check_file(dest, f)
+        return dest, digest_problem(hasher.hexdigest(), f)
 
 
 @contextlib.contextmanager

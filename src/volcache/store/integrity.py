@@ -74,17 +74,29 @@ def content_problem(
     path: Path, f: RemoteFile, progress: Progress | None = None, source: str = "the Hub's"
 ) -> str | None:
     """The hash check alone (the size is known to match)."""
-    if f.sha256 is not None:
-        h, want, kind = hashlib.sha256(), f.sha256, "sha256"
-    elif SHA1_RE.match(f.oid):
-        h, want, kind = git_blob_header(f.size), f.oid, "git blob id"
-    else:
+    h = hasher_for(f)
+    if h is None:
         _advance(progress, f.size)
         return None
     try:
         digest = hash_file(path, h, lambda n: _advance(progress, n))
     except OSError:
         return "unreadable"
+    return digest_problem(digest, f, source)
+
+
+def hasher_for(f: RemoteFile) -> Any:
+    """A fresh hash object whose hex digest of `f`'s content is `f`'s id; None for an id that is no hash."""
+    if f.sha256 is not None:
+        return hashlib.sha256()
+    if SHA1_RE.match(f.oid):
+        return git_blob_header(f.size)
+    return None
+
+
+def digest_problem(digest: str, f: RemoteFile, source: str = "the Hub's") -> str | None:
+    """What is wrong when content hashed (by `hasher_for(f)`) to `digest`, or None when it is `f`'s."""
+    want, kind = (f.sha256, "sha256") if f.sha256 is not None else (f.oid, "git blob id")
     return None if digest == want else f"{kind} {digest[:12]}… does not match {source} {want[:12]}…"
 
 

@@ -47,6 +47,7 @@ STREAM_ATTEMPTS = 5
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})  # answers a stream waits out, like a cut
 DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EBADF})
 READ_BUFFER = 1024 * 1024  # each stream reads into one buffer of this size, reused
+HASH_BUFFER = 4 * 1024 * 1024  # the in-order hash reads the staged file back in blocks of this size
 PROGRESS_EVERY = 10.0  # seconds between progress lines for one file
 
 
@@ -86,48 +87,62 @@ def download(
     streams: int,
     part: int,
     label: str,
+    hasher: Any = None,
 ) -> None:
     """Fetch `size` bytes from `source` into the new file `dest` on up to `streams` streams at once.
 
-    Raises `RangesRefused` (before writing a byte) when the server ignores `Range`; a transport
-    error that `STREAM_ATTEMPTS` resumes could not get past, or the server's own HTTP error,
-    after stopping every stream.
+    With `hasher` (a `hashlib` object), the file's bytes are fed to it in order as the parts land,
+    read back from `dest`, so its digest is ready when the last part is: the check of the
+    download costs no pass of its own. Raises `RangesRefused` (before writing a byte) when the
+    server ignores `Range`; a transport error that `STREAM_ATTEMPTS` resumes could not get past,
+    or the server's own HTTP error, after stopping every stream.
     """
     todo = spans(size, streams, part)
-    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    fd = os.open(dest, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
     try:
         os.ftruncate(fd, size)
-        _Transfer(source, fd, size, label).run(todo, min(streams, len(todo)))
+        _Transfer(source, fd, size, label, todo, hasher).run(min(streams, len(todo)))
     finally:
         os.close(fd)
 
 
 class _Transfer:
-    """One file's streams: the first span proves the server honours `Range`; the others wait for it."""
+    """One file's streams: the first span proves the server honours `Range`; the others wait for it.
 
-    def __init__(self, source: Source, fd: int, size: int, label: str) -> None:
-        self.source, self.fd, self.size, self.label = source, fd, size, label
+    The calling thread, meanwhile, hashes the finished prefix of the file and logs progress.
+    """
+
+    def __init__(
+        self, source: Source, fd: int, size: int, label: str, todo: list[tuple[int, int]], hasher: Any
+    ) -> None:
+        self.source, self.fd, self.size, self.label, self.spans, self.hasher = source, fd, size, label, todo, hasher
         self.ranges_ok = threading.Event()
         self.failed = threading.Event()
         self.lock = threading.Lock()
-        self.pending: list[tuple[int, int]] = []
+        self.changed = threading.Condition(self.lock)  # a span finished, or a stream ended
+        self.pending = list(range(len(todo) - 1, 0, -1))  # span indexes, popped from the end: in order
+        self.finished = [False] * len(todo)
+        self.prefix = 0  # every byte before this is written (the spans up to it have finished)
+        self._first_open = 0  # the first span not finished
+        self.running = 0
         self.done = 0
         self.error: BaseException | None = None
 
-    def run(self, todo: list[tuple[int, int]], streams: int) -> None:
-        self.pending = list(reversed(todo[1:]))  # popped from the end: in file order
-        first = todo[0]
+    def run(self, streams: int) -> None:
         # Each stream writes through its own descriptor, duplicated here and closed by the stream:
         # should the caller close the file while a stream still runs (an interrupt), the number
         # can never come to mean another file.
         threads = [
-            threading.Thread(target=self._stream, args=(os.dup(self.fd), first if i == 0 else None), daemon=True)
+            threading.Thread(target=self._stream, args=(os.dup(self.fd), 0 if i == 0 else None), daemon=True)
             for i in range(streams)
         ]
+        self.running = len(threads)
         for thread in threads:
             thread.start()
         try:
-            self._wait(threads, streams)
+            self._follow(streams)
+            for thread in threads:
+                thread.join()
         except BaseException:
             self.failed.set()  # an interrupt: every stream stops at its next chunk
             raise
@@ -136,41 +151,64 @@ class _Transfer:
         if self.done != self.size:  # every span ran to its end, so this is a bug, not an answer
             raise AssertionError(f"{self.label}: {self.done} of {self.size} bytes fetched")
 
-    def _wait(self, threads: list[threading.Thread], streams: int) -> None:
-        """Join the streams, with a progress line every `PROGRESS_EVERY` seconds."""
+    def _follow(self, streams: int) -> None:
+        """Until the streams end: hash the finished prefix in order, log progress every `PROGRESS_EVERY` s."""
         began = last_log = time.monotonic()
-        for thread in threads:
-            while thread.is_alive():
-                thread.join(timeout=1.0)
-                now = time.monotonic()
-                if now - last_log >= PROGRESS_EVERY and not self.failed.is_set():
-                    last_log = now
-                    with self.lock:
-                        done = self.done
-                    rate = done / max(now - began, 1e-9)
-                    log.info(
-                        "volcache: %s: %s of %s (%.0f MB/s on %d streams)",
-                        self.label,
-                        format_bytes(done),
-                        format_bytes(self.size),
-                        rate / 1e6,
-                        streams,
-                    )
+        hashed = 0
+        buffer = memoryview(bytearray(HASH_BUFFER))
+        while True:
+            with self.changed:
+                while self.running and self.prefix <= hashed and not self.failed.is_set():
+                    self.changed.wait(1.0)
+                    now = time.monotonic()
+                    if now - last_log >= PROGRESS_EVERY:
+                        last_log = now
+                        self._log_progress(now - began, streams)
+                upto, running = self.prefix, self.running
+            if self.failed.is_set() or (not running and upto <= hashed):
+                return
+            while self.hasher is not None and hashed < upto:
+                n = os.preadv(self.fd, [buffer[: min(len(buffer), upto - hashed)]], hashed)
+                if not n:
+                    raise OSError(f"{self.label}: the staged file ended at byte {hashed}")
+                self.hasher.update(buffer[:n])
+                hashed += n
+            if self.hasher is None:
+                hashed = upto
 
-    def _next(self) -> tuple[int, int] | None:
+    def _log_progress(self, seconds: float, streams: int) -> None:
+        log.info(
+            "volcache: %s: %s of %s (%.0f MB/s on %d streams)",
+            self.label,
+            format_bytes(self.done),
+            format_bytes(self.size),
+            self.done / max(seconds, 1e-9) / 1e6,
+            streams,
+        )
+
+    def _next(self) -> int | None:
         with self.lock:
             return self.pending.pop() if self.pending else None
 
-    def _stream(self, fd: int, first_span: tuple[int, int] | None) -> None:
+    def _finish(self, index: int) -> None:
+        with self.changed:
+            self.finished[index] = True
+            while self._first_open < len(self.spans) and self.finished[self._first_open]:
+                self.prefix = self.spans[self._first_open][1] + 1
+                self._first_open += 1
+            self.changed.notify_all()
+
+    def _stream(self, fd: int, first_span: int | None) -> None:
         try:
             if first_span is None:
                 while not self.ranges_ok.wait(0.05):
                     if self.failed.is_set():
                         return
-            span = first_span or self._next()
-            while span is not None and not self.failed.is_set():
-                self._fetch(fd, *span)
-                span = self._next()
+            index = first_span if first_span is not None else self._next()
+            while index is not None and not self.failed.is_set():
+                if self._fetch(fd, *self.spans[index]):
+                    self._finish(index)
+                index = self._next()
         except BaseException as exc:
             with self.lock:
                 if self.error is None:
@@ -180,9 +218,12 @@ class _Transfer:
             os.close(fd)
             if first_span is not None and not self.ranges_ok.is_set():
                 self.failed.set()  # the first span failed before its answer: the others give up too
+            with self.changed:
+                self.running -= 1
+                self.changed.notify_all()
 
-    def _fetch(self, fd: int, first: int, last: int) -> None:
-        """Bytes `first..last` (inclusive), resumed after a cut from the last byte written."""
+    def _fetch(self, fd: int, first: int, last: int) -> bool:
+        """Bytes `first..last` (inclusive), resumed after a cut from the last byte written; False if stopped."""
         from huggingface_hub.constants import HF_HUB_DOWNLOAD_TIMEOUT
 
         cursor = _Cursor(first)
@@ -190,7 +231,7 @@ class _Transfer:
         buffer = memoryview(bytearray(READ_BUFFER))
         while cursor.pos <= last:
             if self.failed.is_set():
-                return
+                return False
             request = urllib.request.Request(
                 self.source.url, headers={**self.source.headers, "Range": f"bytes={cursor.pos}-{last}"}
             )
@@ -222,6 +263,7 @@ class _Transfer:
                     raise
                 log.debug("volcache: %s: stream cut at byte %d (%s); resuming", self.label, cursor.pos, exc)
                 time.sleep(min(4.0, 0.25 * 2**failures))
+        return True
 
     def _check_span(self, response: Any, first: int, last: int) -> None:
         expected = f"bytes {first}-{last}/{self.size}"
