@@ -15,6 +15,8 @@ machine and volume, in one run, the contenders' order rotating from round to rou
 from __future__ import annotations
 
 import json
+import math
+import resource
 import shutil
 import sys
 from pathlib import Path
@@ -110,12 +112,26 @@ def first_download(opts: Options, work: Path) -> dict[str, Any]:
                     )
                     env["HF_HOME"] = str(machine / "hf-home")  # hf download's own cache: the container disk
                     hub.reset_stats()
+                    before = _cpu()
                     wall = check_all(start_all([command], [env]))
+                    client, server = (a - b for a, b in zip(_cpu(), before, strict=True))
                     runs[model][contender].append(
-                        {"wall": wall, "hub_bytes": hub.stats.bytes_served, "streams": hub.stats.most_streams}
+                        {
+                            "wall": wall,
+                            "hub_bytes": hub.stats.bytes_served,
+                            "streams": hub.stats.most_streams,
+                            "client_cpu": client,
+                            "emulator_cpu": server,
+                        }
                     )
                     models[model] = hub.stats.bytes_served if contender == VOLCACHE_MANY else models[model]
     return {"stream_cap": STREAM_CAP, "link": opts.hub_link, "model_bytes": models, "runs": runs}
+
+
+def _cpu() -> tuple[float, float]:
+    """CPU seconds so far of the finished children (the contender) and of this process (the emulator)."""
+    children, me = resource.getrusage(resource.RUSAGE_CHILDREN), resource.getrusage(resource.RUSAGE_SELF)
+    return children.ru_utime + children.ru_stime, me.ru_utime + me.ru_stime
 
 
 def _write_checkpoints(root: Path) -> None:
@@ -209,6 +225,7 @@ def _first_download_lines(first: dict[str, Any]) -> list[str]:
             served = max(r["hub_bytes"] for r in by[contender])
             rate = served / summary.median / 1e6
             ratio = walls[HF_DOWNLOAD].median / summary.median
+            cpu = [Summary.of(r.get(k, math.nan) for r in by[contender]).median for k in ("client_cpu", "emulator_cpu")]
             rows.append(
                 [
                     f"`{model}`",
@@ -217,6 +234,7 @@ def _first_download_lines(first: dict[str, Any]) -> list[str]:
                     int(max(r["streams"] for r in by[contender])),
                     summary.seconds(),
                     f"{rate:.0f} MB/s",
+                    f"{cpu[0]:.2f} / {cpu[1]:.2f}",
                     f"**{ratio:.2f}×**" if contender == VOLCACHE_MANY else f"{ratio:.2f}×",
                 ]
             )
