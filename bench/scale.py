@@ -248,9 +248,21 @@ def _first_download_lines(first: dict[str, Any]) -> list[str]:
         "`hf download` is huggingface_hub's CLI (one stream per file, up to 8 files at once); `volcache fetch` "
         "is the worker's start-up download (the loader's files, verified, linked), on one stream per file "
         "(`VOLCACHE_DOWNLOAD_STREAMS=1`) and on its default 8 streams per large file. Speed-up is against "
-        "`hf download`.",
+        "`hf download`. CPU s: the contender's process and the emulator's (this process), medians.",
         "",
-        table(["repo", "contender", "Hub bytes", "most streams at once", "wall time", "MB/s", "speed-up"], rows),
+        table(
+            [
+                "repo",
+                "contender",
+                "Hub bytes",
+                "most streams at once",
+                "wall time",
+                "MB/s",
+                "CPU s: contender / emulator",
+                "speed-up",
+            ],
+            rows,
+        ),
         "",
     ]
     lines += [f"- `{m}`: volcache {g:.2f}× faster than `hf download`." for m, g in gains.items()]
