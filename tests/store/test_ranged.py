@@ -60,13 +60,23 @@ def _check_verified(volume: Path, tmp_path: Path) -> None:
 
 
 def test_spans_cover_the_file_once_in_order() -> None:
-    for size, streams, part in [(1, 8, 10), (100, 1, 10), (10_000_000, 8, 1 << 20), (1000, 8, 1)]:
+    for size, streams, part in [
+        (1, 8, 10),
+        (100, 1, 10),
+        (10_000_000, 8, 1 << 20),
+        (1000, 8, 1),
+        (90_868_376, 8, 8 << 20),
+    ]:
         spans = ranged.spans(size, streams, part)
         assert spans[0][0] == 0 and spans[-1][1] == size - 1
         assert all(b[0] == a[1] + 1 for a, b in itertools.pairwise(spans)), spans
-        assert len(spans) <= max(1, streams * 4) or all(last - first + 1 >= part for first, last in spans[:-1])
+        assert len(spans) <= streams * 4
+        assert len(spans) <= streams or len(spans) % streams == 0, "the streams must finish together"
+        assert len(spans) == 1 or all(last - first + 1 >= part for first, last in spans[:-1])
     assert ranged.spans(0, 8, 10) == []
-    assert len(ranged.spans(10_000_000, 8, 1 << 20)) == 10  # parts of at least `part` bytes
+    assert len(ranged.spans(90_868_376, 8, 8 << 20)) == 8  # all-MiniLM-L6-v2: one part per stream, not 11
+    assert len(ranged.spans(300_000_000, 8, 8 << 20)) == 32  # four per stream
+    assert len(ranged.spans(5_000_000, 8, 8 << 20)) == 1  # smaller than a part
 
 
 def test_a_large_file_comes_on_several_streams_at_once_each_byte_once(

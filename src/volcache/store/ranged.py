@@ -70,12 +70,17 @@ class Source:
 def spans(size: int, streams: int, part: int) -> list[tuple[int, int]]:
     """The (first, last) byte spans a file of `size` bytes is fetched in, in order.
 
-    Parts are at least `part` bytes, and small enough that `streams` streams share the file in
-    about four parts each, so a stream that runs slow holds up only a small part at the end.
+    Equal parts of at least `part` bytes (one part for a smaller file), at most four per stream,
+    and a whole number of them per stream where there are more parts than streams: the streams
+    then finish together, and none fetches one last part alone while the others idle.
     """
     if size <= 0:
         return []
-    length = max(part, math.ceil(size / (max(1, streams) * 4)))
+    streams = max(1, streams)
+    n = max(1, min(streams * 4, size // max(1, part)))
+    if n > streams:
+        n -= n % streams
+    length = math.ceil(size / n)
     return [(first, min(size, first + length) - 1) for first in range(0, size, length)]
 
 
