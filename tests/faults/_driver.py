@@ -7,7 +7,7 @@
 it writes FILE, then sleeps (the lease heartbeat thread keeps beating, like a hung worker). Phases:
 
     lease    holding the lease, before listing the repo
-    verify   a weight file was downloaded and renamed into blobs/, not yet size/sha256-checked
+    verify   a weight file was downloaded into its staging folder, not yet size/sha256-checked
     record   the completion record's temp file is written and fsynced, not yet renamed
     ref      the record is in place, refs/<revision> not yet written
     release  the model is complete, the lease not yet released
@@ -66,6 +66,14 @@ def _install_pause(phase: str, marker: Path) -> None:
             return original_check(path, f, *args, **kwargs)
 
         _hub.check_file = check_file
+        original_digest = _hub.digest_problem
+
+        def digest_problem(digest: str, f: Any, *args: Any, **kwargs: Any) -> Any:
+            if f.path.endswith(".safetensors"):  # the multi-stream path: hashed as it landed, judged here
+                _pause(marker, phase)
+            return original_digest(digest, f, *args, **kwargs)
+
+        _hub.digest_problem = digest_problem
     elif phase == "record":
 
         class _Os:

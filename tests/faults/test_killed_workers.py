@@ -5,12 +5,14 @@ it with SIGKILL (no cleanup code runs) at one moment, chosen in turn, with a ran
 
     start     0-0.4 s after launch: before, at or just after taking the lease
     lease     holding the lease, before listing the repo (a hook pauses it there)
-    download  while bytes flow: a random moment after the first `.incomplete` file appears
-    verify    a file renamed into blobs/ but not yet sha256-checked; half of these trials serve
+    download  while bytes flow: a random moment after the first partial file appears
+    verify    a weight file downloaded but not yet sha256-checked; half of these trials serve
               corrupted bytes to the victim, so a later worker must not trust that blob
     record    the completion record written to its temp file, not yet renamed
     ref       the record in place, refs/main not yet written
     release   complete, the lease not yet released
+
+Half the trials fetch the shards on several streams each (`VOLCACHE_DOWNLOAD_PART=64KiB`).
 
 Seeded variants: a second worker already waiting for the lease when the victim dies (it must take
 over at once: the holder is a dead process on this host), or the dead holder's lease rewritten to
@@ -80,6 +82,7 @@ class Plan:
     corrupt: bool  # the victim is served corrupted shard bytes
     companion: bool  # a second worker is waiting for the lease when the victim dies
     foreign: bool  # the dead victim's lease is rewritten to name another host
+    streams: bool  # the shards come on several streams each (store/ranged.py), not one
 
     @classmethod
     def draw(cls, trial: int) -> Plan:
@@ -89,7 +92,8 @@ class Plan:
         corrupt = phase == "verify" and rng.random() < 0.5
         companion = phase != "start" and rng.random() < 0.4
         foreign = not companion and phase in ("lease", "download", "verify", "record") and rng.random() < 0.3
-        return cls(phase, delay, corrupt, companion, foreign)
+        streams = rng.random() < 0.5
+        return cls(phase, delay, corrupt, companion, foreign, streams)
 
 
 def _holds_lease(volume: Path) -> bool:
@@ -116,7 +120,7 @@ def test_sigkill_at_random_moments_never_breaks_the_store(
     def one(i: int) -> None:
         plan = Plan.draw(i)
         with trial_log.trial(FAULT_NAMES[plan.phase]) as trial:
-            trial.note = ", ".join(k for k in ("corrupt", "companion", "foreign") if getattr(plan, k)) or "-"
+            trial.note = ", ".join(k for k in ("corrupt", "companion", "foreign", "streams") if getattr(plan, k)) or "-"
             companions: list[subprocess.Popen[str]] = []
             try:
                 _run_trial(tmp_path / f"trial-{i}", plan, sharded_hub, sharded, trial, companions)
@@ -135,6 +139,8 @@ def _run_trial(
     volume.mkdir(parents=True)
     marker = work / "paused"
     env = subprocess_env(volume, HF_ENDPOINT=hub.url, VOLCACHE_LEASE_TIMEOUT=str(LEASE_TIMEOUT))
+    if plan.streams:  # 64 KiB parts of the 700 kB shards: several streams per shard
+        env["VOLCACHE_DOWNLOAD_PART"] = "64KiB"
     hub.reset_stats()
     # With `only`, every fault (the cap too) acts on the shards alone: the small files then come at once.
     hub.faults = (
