@@ -98,8 +98,9 @@ def download(
 
     With `hasher` (a `hashlib` object), the file's bytes are fed to it in order as the parts land,
     read back from `dest`, so its digest is ready when the last part is: the check of the
-    download costs no pass of its own. Raises `RangesRefused` (before writing a byte) when the
-    server ignores `Range`; a transport error that `STREAM_ATTEMPTS` resumes could not get past,
+    download costs no pass of its own. Raises `RangesRefused` when the server answers a `Range`
+    request with the whole file (the first answer tells; the caller starts over on one stream);
+    a transport error that `STREAM_ATTEMPTS` resumes could not get past,
     or the server's own HTTP error, after stopping every stream.
     """
     todo = spans(size, streams, part)
