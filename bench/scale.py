@@ -89,7 +89,7 @@ def first_download(opts: Options, work: Path) -> dict[str, Any]:
     from volcache.testing.hub import Faults, HubEmulator, minilm_folder, mirror_root_with
 
     root = mirror_root_with(work / "first", {MINILM: minilm_folder()})
-    models = {MINILM: 0} if opts.quick else {MINILM: 0, BIG_SINGLE: 0, BIG_SHARDED: 0}
+    models = (MINILM,) if opts.quick else (MINILM, BIG_SINGLE, BIG_SHARDED)
     if not opts.quick:
         _write_checkpoints(root)
     faults = Faults(bandwidth=int(STREAM_CAP), total_bandwidth=int(opts.hub_link))
@@ -124,8 +124,7 @@ def first_download(opts: Options, work: Path) -> dict[str, Any]:
                             "emulator_cpu": server,
                         }
                     )
-                    models[model] = hub.stats.bytes_served if contender == VOLCACHE_MANY else models[model]
-    return {"stream_cap": STREAM_CAP, "link": opts.hub_link, "model_bytes": models, "runs": runs}
+    return {"stream_cap": STREAM_CAP, "link": opts.hub_link, "runs": runs}
 
 
 def _cpu() -> tuple[float, float]:

@@ -9,6 +9,7 @@ send more than asked; Xet-stored files going through huggingface_hub; the token 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import http.server
 import itertools
@@ -168,11 +169,21 @@ def test_the_token_goes_only_to_the_hub_host() -> None:
 Answer = Callable[[int, int], tuple[int, dict[str, str], bytes]]
 
 
+@dataclasses.dataclass
+class Served:
+    """One bare server: its URL, and the Authorization header of each request it got."""
+
+    url: str
+    authorizations: list[str | None] = dataclasses.field(default_factory=list)
+
+
 @pytest.fixture
-def liar() -> Iterator[Callable[[Answer], str]]:
+def liar() -> Iterator[Callable[..., Served]]:
     servers: list[http.server.ThreadingHTTPServer] = []
 
-    def serve(answer: Answer) -> str:
+    def serve(answer: Answer, host: str = "127.0.0.1") -> Served:
+        served = Served("")
+
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
@@ -180,6 +191,7 @@ def liar() -> Iterator[Callable[[Answer], str]]:
                 pass
 
             def do_GET(self) -> None:
+                served.authorizations.append(self.headers.get("Authorization"))
                 first, last = (int(n) for n in self.headers["Range"].removeprefix("bytes=").split("-"))
                 status, headers, body = answer(first, last)
                 self.send_response(status)
@@ -188,15 +200,20 @@ def liar() -> Iterator[Callable[[Answer], str]]:
                 self.end_headers()
                 self.wfile.write(body)
 
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server = http.server.ThreadingHTTPServer((host, 0), Handler)
         servers.append(server)
         threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-        return f"http://127.0.0.1:{server.server_address[1]}/f"
+        served.url = f"http://{host}:{server.server_address[1]}/f"
+        return served
 
     yield serve
     for server in servers:
         server.shutdown()
         server.server_close()
+
+
+def _honest(first: int, last: int) -> tuple[int, dict[str, str], bytes]:
+    return 206, {"Content-Range": f"bytes {first}-{last}/1000"}, b"x" * (last - first + 1)
 
 
 LIES: dict[str, Answer] = {
@@ -207,18 +224,16 @@ LIES: dict[str, Answer] = {
 
 
 @pytest.mark.parametrize("lie", list(LIES))
-def test_an_answer_that_lies_about_its_range_is_refused(
-    lie: str, liar: Callable[[Answer], str], tmp_path: Path
-) -> None:
-    url = liar(LIES[lie])
+def test_an_answer_that_lies_about_its_range_is_refused(lie: str, liar: Callable[..., Served], tmp_path: Path) -> None:
+    url = liar(LIES[lie]).url
     dest = tmp_path / "staged"
     with pytest.raises(HostileAnswer, match=r"refusing|more bytes"):
         ranged.download(ranged.Source(url, {}), dest, 1000, streams=4, part=100, label="f")
     assert dest.stat().st_size == 1000, "bytes may only land inside the staged file, never past its size"
 
 
-def test_the_whole_file_for_a_range_means_one_stream(liar: Callable[[Answer], str], tmp_path: Path) -> None:
-    url = liar(lambda a, b: (200, {}, b"x" * 1000))
+def test_the_whole_file_for_a_range_means_one_stream(liar: Callable[..., Served], tmp_path: Path) -> None:
+    url = liar(lambda a, b: (200, {}, b"x" * 1000)).url
     with pytest.raises(ranged.RangesRefused):
         ranged.download(ranged.Source(url, {}), tmp_path / "staged", 1000, streams=4, part=100, label="f")
 
@@ -253,36 +268,16 @@ def test_the_hash_follows_the_parts_in_order_whatever_order_they_land(big_hub: H
     assert hasher.hexdigest() == _source_sha256(tmp_path)
 
 
-def test_a_redirect_to_another_host_drops_the_token(liar: Callable[[Answer], str], tmp_path: Path) -> None:
-    seen: list[str | None] = []
-
-    class Recorder(http.server.BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-        def do_GET(self) -> None:
-            seen.append(self.headers.get("Authorization"))
-            first, last = (int(n) for n in self.headers["Range"].removeprefix("bytes=").split("-"))
-            self.send_response(206)
-            self.send_header("Content-Range", f"bytes {first}-{last}/1000")
-            self.send_header("Content-Length", str(last - first + 1))
-            self.end_headers()
-            self.wfile.write(b"x" * (last - first + 1))
-
-    cdn = http.server.ThreadingHTTPServer(("localhost", 0), Recorder)  # "localhost", not 127.0.0.1: another host
-    threading.Thread(target=cdn.serve_forever, args=(0.05,), daemon=True).start()
-    try:
-        target = f"http://localhost:{cdn.server_address[1]}/blob"
-        url = liar(lambda a, b: (302, {"Location": target}, b""))
-        hasher = hashlib.sha256()
-        headers = {"Authorization": "Bearer hf_secret"}
-        ranged.download(
-            ranged.Source(url, headers), tmp_path / "staged", 1000, streams=2, part=100, label="f", hasher=hasher
-        )
-    finally:
-        cdn.shutdown()
-        cdn.server_close()
-    assert seen and set(seen) == {None}, f"the token reached another host: {seen}"
+def test_a_redirect_to_another_host_drops_the_token(liar: Callable[..., Served], tmp_path: Path) -> None:
+    cdn = liar(_honest, host="localhost")  # "localhost", not 127.0.0.1: another host
+    hub = liar(lambda a, b: (302, {"Location": cdn.url}, b""))
+    hasher = hashlib.sha256()
+    headers = {"Authorization": "Bearer hf_secret"}
+    ranged.download(
+        ranged.Source(hub.url, headers), tmp_path / "staged", 1000, streams=2, part=100, label="f", hasher=hasher
+    )
+    assert set(hub.authorizations) == {"Bearer hf_secret"}, "the Hub's own host gets the token"
+    assert cdn.authorizations and set(cdn.authorizations) == {None}, (
+        f"the token reached another host: {cdn.authorizations}"
+    )
     assert hasher.hexdigest() == hashlib.sha256(b"x" * 1000).hexdigest()

@@ -352,9 +352,7 @@ def _host(url: str) -> str:
 
 def same_host(a: str, b: str) -> bool:
     """Whether two URLs name the same host (the token is sent only there, never to a CDN)."""
-    from urllib.parse import urlsplit
-
-    return urlsplit(a).netloc.lower() == urlsplit(b).netloc.lower()
+    return _host(a).lower() == _host(b).lower()
 
 
 def headers_for(url: str, location: str, token: str | None) -> dict[str, str]:
